@@ -1,0 +1,200 @@
+"""The pydantic v2 schema of mixroute's YAML configuration.
+
+Unknown keys are errors everywhere (``extra="forbid"``). Secrets never live in
+the file: a model names the environment variable that holds its key.
+String fields that say so accept ``${VAR}`` and ``${VAR:-default}``, expanded
+from the environment when the config is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Tier = Literal["simple", "medium", "complex"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class Timeouts(Strict):
+    """Seconds. ``read`` bounds the gap between two chunks from the upstream."""
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(60.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class CircuitBreakerConfig(Strict):
+    failures: int = Field(5, ge=1, description="failures within window that open it")
+    window_s: float = Field(30.0, gt=0)
+    cooldown_s: float = Field(15.0, gt=0)
+
+
+class ModelConfig(Strict):
+    """One model behind one provider endpoint."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    provider: Literal["openai", "azure", "anthropic"] = "openai"
+    base_url: str | None = Field(
+        None, description="endpoint; ${VAR} expands; empty means not configured"
+    )
+    model: str | None = Field(
+        None, description="the model name sent upstream; defaults to `name`"
+    )
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var with the key"
+    )
+    api_version: str | None = Field(None, description="Azure OpenAI api-version")
+    price: Price = Field(default_factory=Price)
+    context_window: int = Field(128_000, gt=0)
+    max_output_tokens: int = Field(4096, gt=0)
+    capabilities: list[Literal["chat", "completions", "tools", "vision", "json"]] = [
+        "chat",
+        "tools",
+        "json",
+    ]
+    local: bool = Field(False, description="runs on the user's own hardware")
+    quality: float = Field(0.5, ge=0, le=1, description="prior quality score 0..1")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_retries: int = Field(2, ge=0, le=10)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra non-secret headers sent upstream"
+    )
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
+
+
+class RouteConfig(Strict):
+    """A named category of prompts with its example utterances and candidates."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    utterances: list[str] = Field(default_factory=list)
+    candidates: list[str] = Field(min_length=1)
+    safe_fallback: str | None = Field(
+        None,
+        description="candidate used when confidence is between the two thresholds; "
+        "defaults to the route's last candidate",
+    )
+    tiers: dict[Tier, list[str]] = Field(
+        default_factory=dict,
+        description="optional candidates per complexity tier, ahead of `candidates`",
+    )
+    reasoning: bool = False
+
+
+class Thresholds(Strict):
+    confident: float = Field(0.9, ge=0, le=1)
+    safe: float = Field(0.7, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.safe > self.confident:
+            raise ValueError(
+                f"safe ({self.safe}) must not be above confident ({self.confident})"
+            )
+        return self
+
+
+class TierThresholds(Strict):
+    """Cut points on the hard-probability score (0..1) between tiers."""
+
+    medium: float = Field(0.35, ge=0, le=1)
+    complex: float = Field(0.65, ge=0, le=1)
+
+
+class ClassifierConfig(Strict):
+    backend: Literal["auto", "onnx", "tfidf"] = Field(
+        "auto", description="auto: the ONNX encoder where onnxruntime loads, else tfidf"
+    )
+    head: str | None = Field(
+        "builtin",
+        description="'builtin' (the trained head shipped with mixroute), a path to "
+        "an artifact written by `mixroute train`, or null for utterances only",
+    )
+    max_tokens: int = Field(256, ge=16, le=512)
+    max_chars: int = Field(4000, ge=64, description="window of text classified")
+    threads: int = Field(1, ge=1, le=64)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    tiers: TierThresholds = Field(default_factory=TierThresholds)
+    cache_size: int = Field(4096, ge=0)
+    cache_dir: str | None = Field(
+        None, description="embedding cache folder; default ~/.cache/mixroute"
+    )
+
+
+class PoliciesConfig(Strict):
+    default_model: str = Field(description="the premium model for unsure prompts")
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="model -> models tried after it fails, after route candidates",
+    )
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    ledger_path: str = Field(
+        "mixroute-usage.sqlite", description="SQLite usage ledger; ':memory:' for none"
+    )
+    classify_workers: int = Field(2, ge=1, le=64)
+    upstream_pool_size: int = Field(256, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class MixrouteConfig(Strict):
+    version: Literal[1] = 1
+    models: list[ModelConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(min_length=1)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    policies: PoliciesConfig
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for m in models:
+            if m.name in seen or m.name == "auto" or m.name.startswith("auto:"):
+                raise ValueError(f'model name "{m.name}" is duplicated or reserved')
+            seen.add(m.name)
+        return models
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def route(self, name: str) -> RouteConfig:
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def route_names(self) -> list[str]:
+        return [r.name for r in self.routes]

@@ -1,0 +1,90 @@
+"""The routing decision and the seed policy that makes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mixroute.classify.base import Classification
+from mixroute.config.schema import MixrouteConfig
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The chosen model, its fallbacks in order, and the rule that chose it."""
+
+    model: str
+    candidates: tuple[str, ...]
+    route: str | None
+    rule: str
+    classification: Classification | None = None
+    cache_key: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.classification is None else self.classification.confidence
+
+
+class SeedPolicy:
+    """The seed's threshold rule, with tier candidates and fallback chains.
+
+    - confidence above ``thresholds.confident`` → the route's first candidate
+      (or its tier candidates for the prompt's complexity tier), rule
+      ``route:confident``;
+    - above ``thresholds.safe`` → the route's safe fallback, rule ``route:safe``;
+    - otherwise → ``policies.default_model``, rule ``default:low-confidence``.
+
+    Fallbacks follow: the rest of the route's candidates, then the model's
+    configured fallback chain, then the default model, without repeats.
+    """
+
+    def __init__(self, config: MixrouteConfig) -> None:
+        self.config = config
+
+    def decide(self, c: Classification) -> RoutingDecision:
+        route = self.config.route(c.route)
+        th = self.config.classifier.thresholds
+        if c.confidence > th.confident:
+            first = list(route.tiers.get(c.tier, [])) + list(route.candidates)
+            rule = "route:confident"
+            if route.tiers.get(c.tier):
+                rule = f"route:confident:tier={c.tier}"
+        elif c.confidence > th.safe:
+            safe = route.safe_fallback or route.candidates[-1]
+            first = [safe, *route.candidates]
+            rule = "route:safe"
+        else:
+            first = [self.config.policies.default_model]
+            rule = "default:low-confidence"
+        chain = self.chain(first)
+        return RoutingDecision(
+            model=chain[0],
+            candidates=tuple(chain),
+            route=route.name,
+            rule=rule,
+            classification=c,
+        )
+
+    def for_route(self, route_name: str) -> RoutingDecision:
+        """A decision for an explicit ``auto:<route>`` request (no classification)."""
+        route = self.config.route(route_name)
+        chain = self.chain(list(route.candidates))
+        return RoutingDecision(chain[0], tuple(chain), route.name, "explicit:route")
+
+    def for_model(self, model_name: str) -> RoutingDecision:
+        """A decision for a request that names a concrete model."""
+        chain = [model_name, *self.config.policies.fallbacks.get(model_name, [])]
+        return RoutingDecision(
+            model_name, tuple(_unique(chain)), None, "explicit:model"
+        )
+
+    def chain(self, first: list[str]) -> list[str]:
+        out = list(first)
+        for name in first:
+            out += self.config.policies.fallbacks.get(name, [])
+        out.append(self.config.policies.default_model)
+        return _unique(out)
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
