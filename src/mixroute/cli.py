@@ -168,13 +168,16 @@ def replay(
     file: Annotated[Path, typer.Argument(help="JSONL rows with a prompt or messages.")],
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    output_tokens: Annotated[
+        int, typer.Option(help="Assumed answer length for rows that do not say.")
+    ] = 256,
 ) -> None:
     """Route every prompt without calling a model; print split and projected cost."""
     from mixroute.replay import run_replay
 
     cfg = _load(config)
     try:
-        run_replay(cfg, file, as_json=as_json)
+        run_replay(cfg, file, as_json=as_json, output_tokens=output_tokens)
     except MixrouteError as exc:
         raise _fail(str(exc)) from None
 
