@@ -183,7 +183,21 @@ def replay(
 
 
 def main() -> None:
-    app()
+    """Entry point. Unexpected failures print one line, not a traceback,
+    unless MIXROUTE_DEBUG is set."""
+    import os
+
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("MIXROUTE_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} "
+            "(set MIXROUTE_DEBUG=1 for details)",
+            err=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

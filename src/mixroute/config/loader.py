@@ -108,6 +108,13 @@ def check_references(config: MixrouteConfig) -> list[str]:
         need_model(f"policies.fallbacks.{src}", src)
         for j, name in enumerate(chain):
             need_model(f"policies.fallbacks.{src}[{j}]", name)
+    cycle = find_fallback_cycle(config.policies.fallbacks)
+    if cycle:
+        problems.append(
+            "policies.fallbacks: the fallback chains form a cycle "
+            f"({' → '.join(cycle)}); a model's fallbacks are followed "
+            "transitively, so each chain must end"
+        )
 
     head = config.classifier.head
     if head is None and not any(r.utterances for r in config.routes):
@@ -120,9 +127,39 @@ def check_references(config: MixrouteConfig) -> list[str]:
     return problems
 
 
+def find_fallback_cycle(fallbacks: Mapping[str, list[str]]) -> list[str]:
+    """A cycle in the fallback graph as a path (first == last), or []."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in fallbacks.get(node, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in fallbacks:
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return []
+
+
 def _find_secrets(raw: dict[str, Any]) -> list[str]:
-    problems = []
-    for i, m in enumerate(raw.get("models") or []):
+    problems: list[str] = []
+    models = raw.get("models")
+    if not isinstance(models, list):
+        return problems
+    for i, m in enumerate(models):
         if not isinstance(m, dict):
             continue
         for key in m:

@@ -73,17 +73,22 @@ class SeedPolicy:
 
     def for_model(self, model_name: str) -> RoutingDecision:
         """A decision for a request that names a concrete model."""
-        chain = [model_name, *self.config.policies.fallbacks.get(model_name, [])]
-        return RoutingDecision(
-            model_name, tuple(_unique(chain)), None, "explicit:model"
-        )
+        chain = self.chain([model_name])
+        return RoutingDecision(model_name, tuple(chain), None, "explicit:model")
 
     def chain(self, first: list[str]) -> list[str]:
-        out = list(first)
-        for name in first:
-            out += self.config.policies.fallbacks.get(name, [])
-        out.append(self.config.policies.default_model)
-        return _unique(out)
+        """``first``, then each one's fallbacks followed transitively (breadth
+        first; the config forbids cycles), then the default model."""
+        out = _unique(first)
+        i = 0
+        while i < len(out):
+            for name in self.config.policies.fallbacks.get(out[i], []):
+                if name not in out:
+                    out.append(name)
+            i += 1
+        if self.config.policies.default_model not in out:
+            out.append(self.config.policies.default_model)
+        return out
 
 
 def _unique(names: list[str]) -> list[str]:
