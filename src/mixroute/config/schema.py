@@ -8,7 +8,7 @@ from the environment when the config is loaded.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -82,6 +82,90 @@ class ModelConfig(Strict):
         return bool(self.base_url)
 
 
+PiiAction = Literal["allow", "redact", "block", "route_local"]
+JailbreakAction = Literal["allow", "flag", "block"]
+PiiType = Literal[
+    "email", "phone", "credit_card", "iban", "national_id", "ip_address", "secret"
+]
+PII_TYPES: tuple[PiiType, ...] = get_args(PiiType)
+
+
+class RouteGuards(Strict):
+    """Per-route guard policy; ``None`` means the global ``guards:`` default."""
+
+    pii: PiiAction | None = None
+    jailbreak: JailbreakAction | None = None
+
+
+class GuardsConfig(Strict):
+    """PII and jailbreak guards applied to prompts before they are classified."""
+
+    pii: PiiAction = Field(
+        "allow", description="allow | redact | block | route_local (default policy)"
+    )
+    pii_types: list[PiiType] = Field(
+        default_factory=lambda: list(PII_TYPES),
+        description="the PII types the guard looks for",
+    )
+    restore_pii: bool = Field(
+        False, description="with pii: redact, put the originals back in the answer"
+    )
+    jailbreak: JailbreakAction = Field(
+        "flag", description="allow | flag (header and log) | block (default policy)"
+    )
+    jailbreak_threshold: float = Field(
+        0.5, ge=0, le=1, description="classifier probability that counts as an attack"
+    )
+    redact_logs: bool = Field(True, description="mask secrets and PII in all logs")
+
+
+class AuthConfig(Strict):
+    """Client keys. ``auth: off`` (or ``on``/``auto``) is accepted as a shorthand."""
+
+    mode: Literal["on", "off", "auto"] = Field(
+        "auto", description="auto: on as soon as any client key exists"
+    )
+    keys_path: str = Field(
+        "mixroute-keys.sqlite", description="SQLite file holding hashed client keys"
+    )
+    cache_ttl_s: float = Field(
+        5.0, ge=0, le=300, description="how long a verified key is trusted in memory"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: object) -> object:
+        # YAML reads a bare on/off as a boolean.
+        if isinstance(data, bool):
+            return {"mode": "on" if data else "off"}
+        if isinstance(data, str):
+            return {"mode": data}
+        if isinstance(data, dict) and isinstance(data.get("mode"), bool):
+            return {**data, "mode": "on" if data["mode"] else "off"}
+        return data
+
+
+class LimitsConfig(Strict):
+    """Request shape limits; each violation is a 400 (413 for size) naming it."""
+
+    max_body_bytes: int | None = Field(
+        None, ge=1024, description="default: server.max_body_bytes"
+    )
+    max_messages: int = Field(1000, ge=1)
+    max_message_chars: int = Field(1_000_000, ge=1)
+    max_tools: int = Field(128, ge=0)
+    max_n: int = Field(8, ge=1)
+    max_tokens: int | None = Field(
+        None, ge=1, description="largest max_tokens a client may ask for"
+    )
+    rpm: int | None = Field(
+        None, ge=1, description="default requests per minute per client key"
+    )
+    tpm: int | None = Field(
+        None, ge=1, description="default tokens per minute per client key"
+    )
+
+
 class RouteConfig(Strict):
     """A named category of prompts with its example utterances and candidates."""
 
@@ -99,6 +183,7 @@ class RouteConfig(Strict):
         description="optional candidates per complexity tier, ahead of `candidates`",
     )
     reasoning: bool = False
+    guards: RouteGuards = Field(default_factory=RouteGuards)
 
 
 class Thresholds(Strict):
@@ -168,6 +253,9 @@ class MixrouteConfig(Strict):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     policies: PoliciesConfig
     server: ServerConfig = Field(default_factory=ServerConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("models")
     @classmethod
