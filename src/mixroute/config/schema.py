@@ -12,6 +12,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mixroute.config.policies import PolicyRules
+
 Tier = Literal["simple", "medium", "complex"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$"
 
@@ -184,6 +186,23 @@ class RouteConfig(Strict):
     )
     reasoning: bool = False
     guards: RouteGuards = Field(default_factory=RouteGuards)
+    # Policy-layer fields (issue 4); all optional.
+    quality: dict[str, float] = Field(
+        default_factory=dict,
+        description="model -> quality 0..1 on this route; default: the model's",
+    )
+    cost_quality: float | None = Field(
+        None, ge=0, le=1, description="overrides policies.cost_quality here"
+    )
+    reasoning_effort: Literal["off", "low", "medium", "high"] | None = Field(
+        None, description="null: 'medium' when reasoning is true, else 'off'"
+    )
+    max_price_per_mtok: float | None = Field(
+        None, ge=0, description="cost bound (input+output USD/Mtok) for steering"
+    )
+    summariser: str | None = Field(
+        None, description="model that condenses history that does not fit"
+    )
 
 
 class Thresholds(Strict):
@@ -226,7 +245,9 @@ class ClassifierConfig(Strict):
     )
 
 
-class PoliciesConfig(Strict):
+class PoliciesConfig(PolicyRules):
+    """Routing policies; the rule fields live in ``config/policies.py``."""
+
     default_model: str = Field(description="the premium model for unsure prompts")
     fallbacks: dict[str, list[str]] = Field(
         default_factory=dict,
