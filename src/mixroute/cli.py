@@ -12,6 +12,7 @@ import typer
 from mixroute.config import load_config
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ConfigError, MixrouteError
+from mixroute.keys_cli import keys_app
 
 app = typer.Typer(
     help="mixroute: an OpenAI-compatible gateway that routes each prompt to the "
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check or show configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[
     Path | None,

@@ -1,0 +1,285 @@
+"""The client key store: SQLite by default, one row per key, secrets hashed.
+
+A key is ``mr-`` followed by 43 URL-safe random characters. Its first eight
+characters after the prefix are the key id: not secret, shown by ``keys list``,
+and used to find the row whose salted scrypt hash the whole key is checked
+against. The key itself is never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mixroute.errors import ClientError, ConfigError
+
+KEY_PREFIX = "mr-"
+KEY_ID_LENGTH = 8
+BudgetPeriod = Literal["hour", "day", "month"]
+KEY_PATTERN = re.compile(r"^mr-[A-Za-z0-9_-]{40,100}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# scrypt cost: about 16 MiB and tens of milliseconds per check, paid once per
+# key per cache period, not per request.
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS client_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    salt BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL,
+    budget_usd REAL,
+    budget_period TEXT,
+    routes TEXT NOT NULL DEFAULT '',
+    rpm INTEGER,
+    tpm INTEGER
+)
+"""
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """What the gateway knows about one client key (never the key itself)."""
+
+    key_id: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+    budget_usd: float | None = None
+    budget_period: BudgetPeriod | None = None
+    routes: tuple[str, ...] = ()
+    rpm: int | None = None
+    tpm: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows_route(self, route: str) -> bool:
+        """True when the key is not restricted to routes, or ``route`` is one."""
+        return not self.routes or route in self.routes
+
+
+def hash_key(key: str, salt: bytes) -> bytes:
+    """The salted scrypt hash of ``key`` (32 bytes)."""
+    return hashlib.scrypt(
+        key.encode("utf-8"),
+        salt=salt,
+        n=_SCRYPT_N,
+        r=_SCRYPT_R,
+        p=_SCRYPT_P,
+        maxmem=64 * 1024 * 1024,
+        dklen=32,
+    )
+
+
+def key_id_of(key: str) -> str | None:
+    """The lookup id inside a well-formed key, or ``None`` if it is malformed."""
+    if not KEY_PATTERN.match(key):
+        return None
+    return key[len(KEY_PREFIX) : len(KEY_PREFIX) + KEY_ID_LENGTH]
+
+
+def parse_budget(text: str) -> tuple[float, BudgetPeriod]:
+    """``"50/day"`` → ``(50.0, "day")``; a bare number means per day."""
+    amount, _, period = text.strip().partition("/")
+    period = period.strip().lower() or "day"
+    try:
+        value = float(amount.strip().lstrip("$"))
+    except ValueError:
+        value = -1.0
+    if value <= 0 or period not in ("hour", "day", "month"):
+        raise ValueError(
+            f'budget "{text}" is not understood; write an amount in USD and a '
+            "period, e.g. 50/day (periods: hour, day, month)"
+        )
+    return value, period  # type: ignore[return-value]
+
+
+class KeyStore:
+    """Client keys in a SQLite file; safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            with self._db:
+                self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                [f"auth.keys_path: the key store {self.path} cannot be opened ({exc})"]
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(
+        self,
+        name: str,
+        *,
+        budget: str | None = None,
+        routes: tuple[str, ...] = (),
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> tuple[str, ClientKey]:
+        """Make a new key; return it (shown once, never stored) and its record.
+
+        Raises ``ValueError`` for a bad name or budget, or a name in use.
+        """
+        if not NAME_PATTERN.match(name):
+            raise ValueError(
+                f'key name "{name}" must be 1-64 letters, digits, ".", "_" or "-"'
+            )
+        budget_usd, period = parse_budget(budget) if budget else (None, None)
+        for limit, label in ((rpm, "rpm"), (tpm, "tpm")):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{label} must be at least 1, not {limit}")
+        if self.find(name) is not None:
+            raise ValueError(f'an active key named "{name}" already exists')
+
+        while True:
+            key = KEY_PREFIX + secrets.token_urlsafe(32)
+            key_id = key_id_of(key)
+            if key_id is not None and self._row(key_id) is None:
+                break
+        salt = secrets.token_bytes(16)
+        record = ClientKey(
+            key_id=key_id,
+            name=name,
+            created_at=time.time(),
+            budget_usd=budget_usd,
+            budget_period=period,
+            routes=tuple(routes),
+            rpm=rpm,
+            tpm=tpm,
+        )
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO client_keys (key_id, name, salt, hash, created_at, "
+                "budget_usd, budget_period, routes, rpm, tpm) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    name,
+                    salt,
+                    hash_key(key, salt),
+                    record.created_at,
+                    budget_usd,
+                    period,
+                    ",".join(routes),
+                    rpm,
+                    tpm,
+                ),
+            )
+        return key, record
+
+    def list(self, *, include_revoked: bool = False) -> list[ClientKey]:
+        """Every key, oldest first (revoked ones only when asked)."""
+        where = "" if include_revoked else " WHERE revoked_at IS NULL"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, name, created_at, revoked_at, budget_usd, "
+                f"budget_period, routes, rpm, tpm FROM client_keys{where} "
+                "ORDER BY created_at"
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def has_active_keys(self) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM client_keys WHERE revoked_at IS NULL LIMIT 1"
+            ).fetchone()
+        return row is not None
+
+    def find(self, name_or_id: str) -> ClientKey | None:
+        """The active key with this name, or with this key id."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key_id, name, created_at, revoked_at, budget_usd, "
+                "budget_period, routes, rpm, tpm FROM client_keys "
+                "WHERE revoked_at IS NULL AND (name = ? OR key_id = ?)",
+                (name_or_id, name_or_id),
+            ).fetchone()
+        return None if row is None else self._record(row)
+
+    def revoke(self, name_or_id: str) -> ClientKey | None:
+        """Revoke the active key with this name or id; ``None`` if there is none."""
+        found = self.find(name_or_id)
+        if found is None:
+            return None
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE client_keys SET revoked_at = ? WHERE key_id = ?",
+                (now, found.key_id),
+            )
+        return ClientKey(**{**found.__dict__, "revoked_at": now})
+
+    def verify(self, key: str) -> ClientKey | None:
+        """The active record for ``key`` if it is genuine, else ``None``.
+
+        Costs one scrypt hash when the key id exists; the hash comparison is
+        constant-time.
+        """
+        key_id = key_id_of(key)
+        if key_id is None:
+            return None
+        row = self._row(key_id)
+        if row is None:
+            return None
+        salt, stored, record = row
+        if not hmac.compare_digest(hash_key(key, salt), stored):
+            return None
+        return record if record.active else None
+
+    def _row(self, key_id: str) -> tuple[bytes, bytes, ClientKey] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT salt, hash, key_id, name, created_at, revoked_at, "
+                "budget_usd, budget_period, routes, rpm, tpm FROM client_keys "
+                "WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), bytes(row[1]), self._record(row[2:])
+
+    @staticmethod
+    def _record(row: tuple[object, ...]) -> ClientKey:
+        key_id, name, created, revoked, budget, period, routes, rpm, tpm = row
+        return ClientKey(
+            key_id=str(key_id),
+            name=str(name),
+            created_at=float(created),  # type: ignore[arg-type]
+            revoked_at=None if revoked is None else float(revoked),  # type: ignore[arg-type]
+            budget_usd=None if budget is None else float(budget),  # type: ignore[arg-type]
+            budget_period=period,  # type: ignore[arg-type]
+            routes=tuple(r for r in str(routes or "").split(",") if r),
+            rpm=None if rpm is None else int(rpm),  # type: ignore[call-overload]
+            tpm=None if tpm is None else int(tpm),  # type: ignore[call-overload]
+        )
+
+
+def unauthorized(message: str) -> ClientError:
+    """A 401 in OpenAI's shape; the message never repeats what the client sent."""
+    return ClientError(
+        message,
+        status=401,
+        code="invalid_api_key",
+        type="invalid_request_error",
+        headers={"www-authenticate": 'Bearer realm="mixroute"'},
+    )
