@@ -1,0 +1,147 @@
+"""``create_app(config)``: the Starlette app with the gateway wired in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mixroute.classify.base import Classifier
+from mixroute.config.schema import MixrouteConfig
+from mixroute.state.ledger import Ledger
+from mixroute.upstream.pool import RetryPolicy, UpstreamPool
+
+from .endpoints import ClassifyEndpoint, CompletionEndpoint
+from .gateway import Gateway
+
+
+def build_gateway(
+    config: MixrouteConfig,
+    *,
+    classifier: Classifier | None = None,
+    retry: RetryPolicy | None = None,
+    config_text: str | None = None,
+) -> Gateway:
+    """The gateway and its parts, built from ``config`` (not yet started)."""
+    if classifier is None:
+        # Imported by name: the classifier package is built in parallel with this.
+        import importlib
+
+        classify = importlib.import_module("mixroute.classify")
+        classifier = classify.build_classifier(config)
+    if config_text is None:
+        from mixroute.config import default_config_text
+
+        config_text = default_config_text()
+    return Gateway(
+        config,
+        classifier,
+        UpstreamPool(config, retry),
+        Ledger(config.server.ledger_path),
+        config_text=config_text,
+    )
+
+
+def create_app(
+    config: MixrouteConfig,
+    *,
+    classifier: Classifier | None = None,
+    retry: RetryPolicy | None = None,
+    config_text: str | None = None,
+    gateway: Gateway | None = None,
+) -> Starlette:
+    """The ASGI app. Its lifespan starts and stops the gateway (ledger flushed)."""
+    gw = gateway or build_gateway(
+        config, classifier=classifier, retry=retry, config_text=config_text
+    )
+    created = int(time.time())
+
+    async def models(request: Request) -> Response:
+        data = [
+            {
+                "id": m.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "mixroute",
+            }
+            for m in config.models
+        ]
+        data.insert(0, _alias("auto", created, "classify and route"))
+        for r in config.routes:
+            data.insert(1, _alias(f"auto:{r.name}", created, f"route {r.name}"))
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        healthy = [m.name for m in config.models if gw.pool.healthy(m)]
+        ready = gw.classifier_warm and bool(healthy)
+        body = {
+            "status": "ready" if ready else "not ready",
+            "config": True,
+            "classifier_warm": gw.classifier_warm,
+            "healthy_upstreams": healthy,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    routes = [
+        Route("/v1/chat/completions", CompletionEndpoint(gw, "chat"), methods=["POST"]),
+        Route(
+            "/v1/completions", CompletionEndpoint(gw, "completions"), methods=["POST"]
+        ),
+        Route("/v1/classify", ClassifyEndpoint(gw), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.gateway = gw
+    return app
+
+
+def _alias(name: str, created: int, what: str) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "mixroute",
+        "description": what,
+    }
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {
+        404: f"There is no endpoint at {request.url.path}.",
+        405: f"The method {request.method} is not allowed on {request.url.path}.",
+    }.get(status, "The request cannot be served.")
+    return _error(status, message, "invalid_request_error")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "The server had an internal error.", "server_error")
+
+
+def _error(status: int, message: str, type_: str) -> Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": None}}
+    return JSONResponse(body, status_code=status)

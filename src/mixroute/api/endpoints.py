@@ -1,0 +1,229 @@
+"""The ASGI endpoints. Chat and completions are raw ASGI apps for control over
+reading the body (413 while reading), noticing a hang-up while the upstream
+works, and holding back the status line of a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from mixroute.errors import ClientError, UpstreamError
+from mixroute.providers.base import Kind
+from mixroute.upstream.pool import dumps
+
+from .context import CLIENT_CLOSED, RequestContext, new_request_id
+from .gateway import Gateway
+from .streaming import stream
+from .wire import (
+    ChatRequest,
+    ClassifyRequest,
+    ClientGone,
+    CompletionRequest,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    header,
+    parse_json,
+    read_body,
+    send_json,
+    validate,
+)
+
+log = logging.getLogger("mixroute")
+# Client headers that may travel upstream. Everything else (Authorization,
+# Cookie, api keys, proxies' headers) stays here.
+FORWARDED_HEADERS = (b"openai-beta",)
+
+
+class CompletionEndpoint:
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
+
+    def __init__(self, gateway: Gateway, kind: Kind) -> None:
+        self.gateway = gateway
+        self.kind: Kind = kind
+        self.schema = ChatRequest if kind == "chat" else CompletionRequest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = RequestContext(
+            new_request_id(header(scope, b"x-request-id")), kind=self.kind
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        gone = False
+        try:
+            body = await read_body(
+                scope, receive, self.gateway.config.server.max_body_bytes
+            )
+            watcher = asyncio.ensure_future(_watch(receive, task, ctx))
+            await self._serve(ctx, scope, body, send)
+        except ClientGone:
+            gone = True
+        except asyncio.CancelledError:
+            if watcher is None or not watcher.done() or ctx.finished:
+                raise
+            # Our watcher cancelled us: the client hung up.
+            task.uncancel()
+            gone = True
+        except ClientError as exc:
+            await self._fail(
+                ctx, send, exc.status, exc.body(), exc.headers, exc.message
+            )
+        except UpstreamError as exc:
+            log.error("request %s failed: %s", ctx.request_id, exc.message)
+            payload = error_body(exc.message, "server_error", "upstream_unavailable")
+            await self._fail(ctx, send, 503, payload, None, exc.message)
+        except Exception:
+            log.exception("request %s failed unexpectedly", ctx.request_id)
+            payload = error_body("The server had an internal error.", "server_error")
+            await self._fail(ctx, send, 500, payload, None, "internal error")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if gone:
+                ctx.status = CLIENT_CLOSED
+                ctx.error = ctx.error or "client disconnected"
+            self.gateway.account(ctx)
+
+    async def _serve(
+        self, ctx: RequestContext, scope: Scope, body: bytes, send: Send
+    ) -> None:
+        gw = self.gateway
+        data = parse_json(body)
+        model = data.get("model")
+        messages = data.get("messages")
+        pending = None
+        if model == "auto" and self.kind == "chat" and isinstance(messages, list):
+            pending = gw.start_classification(messages)
+        elif model == "auto" and isinstance(data.get("prompt"), str):
+            prompt = [{"role": "user", "content": data["prompt"]}]
+            pending = gw.start_classification(prompt)
+        try:
+            req = validate(self.schema, data)
+        except ClientError:
+            if pending is not None:
+                pending.cancel()
+            raise
+        ctx.stream = bool(req.stream)
+        if self.kind == "chat":
+            ctx.messages = messages
+        else:
+            ctx.prompt_text = _prompt_text(data.get("prompt"))
+
+        ctx.decision = await gw.decide(req.model, pending)
+        max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
+        ctx.candidates = await gw.plan(ctx, len(body), max_out)
+        headers = _forwarded(scope, ctx)
+
+        if ctx.stream:
+            opts = req.stream_options
+            include_usage = bool(opts and opts.include_usage)
+            await stream(gw, ctx, self.kind, data, headers, send, include_usage)
+            return
+        answer = await gw.complete(ctx, self.kind, data, headers)
+        ctx.finished = True
+        await send_json(send, 200, dumps(answer), ctx.response_headers())
+
+    async def _fail(
+        self,
+        ctx: RequestContext,
+        send: Send,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None,
+        message: str,
+    ) -> None:
+        ctx.status = status
+        ctx.error = message[:300]
+        if ctx.response_started:
+            return
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+        ctx.finished = True
+        await send_json(send, status, payload, ctx.response_headers() + extra)
+
+
+async def _watch(
+    receive: Receive, task: asyncio.Task[Any], ctx: RequestContext
+) -> None:
+    """Cancel ``task`` when the client disconnects before the answer is done."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not ctx.finished:
+                task.cancel()
+            return
+
+
+def _forwarded(scope: Scope, ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id}
+    for key, value in scope["headers"]:
+        if key in FORWARDED_HEADERS:
+            headers[key.decode("latin-1")] = value.decode("latin-1")
+    return headers
+
+
+def _prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return "\n".join(p for p in prompt if isinstance(p, str))
+    return ""
+
+
+class ClassifyEndpoint:
+    """``POST /v1/classify``: the decision for a prompt, without calling a model."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = new_request_id(header(scope, b"x-request-id"))
+        try:
+            body = await read_body(
+                scope, receive, self.gateway.config.server.max_body_bytes
+            )
+            req = validate(ClassifyRequest, parse_json(body))
+            if req.messages:
+                messages: list[Any] = [m.model_dump() for m in req.messages]
+            elif req.prompt:
+                messages = [{"role": "user", "content": req.prompt}]
+            else:
+                raise ClientError(
+                    "Send a 'prompt' string or a non-empty 'messages' list.",
+                    code="missing_required_parameter",
+                    param="prompt",
+                )
+            started = time.perf_counter()
+            c = await self.gateway.start_classification(messages)
+            model = req.model or "auto"
+            if model == "auto":
+                d = self.gateway.policy.decide(c)
+            else:
+                d = await self.gateway.decide(model, None)
+            out = {
+                "model": d.model,
+                "candidates": list(d.candidates),
+                "route": d.route or c.route,
+                "rule": d.rule,
+                "confidence": round(c.confidence, 4),
+                "tier": c.tier,
+                "hard_probability": round(c.hard_probability, 4),
+                "scores": {k: round(v, 4) for k, v in c.scores.items()},
+                "backend": c.backend,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            headers = [(b"x-request-id", rid.encode())]
+            await send_json(send, 200, dumps(out), headers)
+        except ClientGone:
+            return
+        except ClientError as exc:
+            await send_json(send, exc.status, json.dumps(exc.body()).encode())
+        except Exception:
+            log.exception("classify request %s failed unexpectedly", rid)
+            body_ = error_body("The server had an internal error.", "server_error")
+            await send_json(send, 500, body_)

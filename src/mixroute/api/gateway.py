@@ -1,0 +1,316 @@
+"""The gateway: decide, check, call upstream with fallback, account.
+
+``Gateway`` is built once from the config and shared by the endpoints. Each
+request passes through small steps with one job each: ``decide`` (classify off
+the event loop, or honour an explicit model or route), ``plan`` (drop
+candidates whose context window is too small or that have no endpoint),
+``complete`` / ``stream`` (call upstream, falling back across candidates) and
+``account`` (one ledger row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import yaml
+
+from mixroute.classify.base import Classification, Classifier
+from mixroute.config.schema import MixrouteConfig, ModelConfig
+from mixroute.errors import ClientError, UpstreamError
+from mixroute.policy.decision import RoutingDecision, SeedPolicy
+from mixroute.providers import get_provider
+from mixroute.providers.base import Kind, Usage
+from mixroute.state.ledger import Ledger
+from mixroute.tokens import count_message_tokens, count_tokens
+from mixroute.upstream.pool import UpstreamPool, is_client_fault
+
+from .context import RequestContext
+
+log = logging.getLogger("mixroute")
+access_log = logging.getLogger("mixroute.access")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+_MAX_ERROR = 300
+
+
+class AllCandidatesFailed(UpstreamError):
+    """Every candidate model failed or was unavailable."""
+
+    reason = "all_failed"
+    retryable = False
+
+
+class Gateway:
+    """Everything a request needs, built once at start-up."""
+
+    def __init__(
+        self,
+        config: MixrouteConfig,
+        classifier: Classifier,
+        pool: UpstreamPool,
+        ledger: Ledger,
+        *,
+        policy: SeedPolicy | None = None,
+        config_text: str | None = None,
+    ) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.pool = pool
+        self.ledger = ledger
+        self.policy = policy or SeedPolicy(config)
+        self.executor = ThreadPoolExecutor(
+            config.server.classify_workers, thread_name_prefix="mixroute-classify"
+        )
+        self.models = {m.name: m for m in config.models}
+        self.routes = set(config.route_names)
+        self.valid_names = ["auto", *(f"auto:{r}" for r in config.route_names)]
+        self.valid_names += config.model_names
+        self.classifier_warm = False
+        self._hints = _upstream_hints(config, config_text)
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self.ledger.start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.classifier.classify, "warm up")
+        self.classifier_warm = True
+
+    async def stop(self) -> None:
+        await self.pool.close()
+        self.ledger.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # decide ------------------------------------------------------------------
+
+    def start_classification(
+        self, messages: Sequence[Mapping[str, Any]]
+    ) -> asyncio.Future[Classification]:
+        """Classify on the thread pool; await the future when it is needed."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(
+            self.executor, self.classifier.classify_messages, messages
+        )
+
+    async def decide(
+        self,
+        model: str,
+        pending: asyncio.Future[Classification] | None,
+    ) -> RoutingDecision:
+        """The routing decision for the ``model`` field of a request."""
+        if model == "auto":
+            if pending is None:
+                raise ClientError("There is no prompt to classify.", param="messages")
+            return self.policy.decide(await pending)
+        if model.startswith("auto:") and model[5:] in self.routes:
+            return self.policy.for_route(model[5:])
+        if model in self.models:
+            return self.policy.for_model(model)
+        raise ClientError(
+            f"The model '{model}' does not exist. Valid names: "
+            f"{', '.join(self.valid_names)}.",
+            status=404,
+            code="model_not_found",
+            param="model",
+            type="invalid_request_error",
+        )
+
+    # plan --------------------------------------------------------------------
+
+    async def plan(
+        self, ctx: RequestContext, body_size: int, max_out: int | None
+    ) -> list[ModelConfig]:
+        """Candidates that fit the prompt and have an endpoint, in order."""
+        assert ctx.decision is not None
+        models = [self.models[n] for n in ctx.decision.candidates if n in self.models]
+        need = max_out or 0
+        # The body's byte count bounds its token count, so most requests skip
+        # the tokenizer; only near a context window do we count for real.
+        fits = [m for m in models if body_size + need <= m.context_window]
+        if len(fits) < len(models):
+            tokens = await self._count_prompt(ctx)
+            ctx.prompt_tokens = tokens
+            fits = [m for m in models if tokens + need <= m.context_window]
+            if not fits:
+                window = max(m.context_window for m in models)
+                raise ClientError(
+                    f"This request needs about {tokens + need} tokens "
+                    f"({tokens} in the prompt, {need} for the answer), more than "
+                    f"the largest context window of its candidate models "
+                    f"({window} tokens). Shorten the messages or max_tokens.",
+                    code="context_length_exceeded",
+                    param="messages",
+                )
+        ready = [m for m in fits if m.configured]
+        if not ready:
+            raise ClientError(
+                "No upstream is configured for the models this request may use "
+                f"({', '.join(m.name for m in fits)}). {self._hint(fits)}",
+                status=503,
+                code="upstream_not_configured",
+                type="server_error",
+            )
+        return ready
+
+    async def _count_prompt(self, ctx: RequestContext) -> int:
+        loop = asyncio.get_running_loop()
+        if ctx.messages is not None:
+            return await loop.run_in_executor(
+                self.executor, count_message_tokens, ctx.messages
+            )
+        return await loop.run_in_executor(
+            self.executor, count_tokens, ctx.prompt_text or ""
+        )
+
+    def _hint(self, models: Sequence[ModelConfig]) -> str:
+        names = []
+        for m in models:
+            names += self._hints.get(m.name, [])
+        if names:
+            return (
+                "Set the environment variables "
+                + ", ".join(dict.fromkeys(names))
+                + " and restart mixroute."
+            )
+        return "Set base_url for " + ", ".join(m.name for m in models) + "."
+
+    # call --------------------------------------------------------------------
+
+    async def complete(
+        self,
+        ctx: RequestContext,
+        kind: Kind,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """A whole answer from the first candidate that gives one."""
+        failures: list[str] = []
+        for model in ctx.candidates:
+            ctx.models_tried.append(model.name)
+            provider = get_provider(model.provider)
+            key = self.pool.api_key(model.name)
+            try:
+                req = provider.build_request(
+                    model, kind, body, stream=False, api_key=key
+                )
+                data = await self.pool.request_json(model, req, headers)
+                if not isinstance(data, Mapping):
+                    raise UpstreamError("The upstream answer is not an object.")
+                response, usage = provider.parse_response(model, kind, data)
+            except ClientError as exc:
+                failures.append(f"{model.name} ({exc.message})")
+                continue
+            except UpstreamError as exc:
+                if is_client_fault(exc):
+                    raise self.client_fault(model, exc, key) from None
+                failures.append(f"{model.name} ({exc.reason})")
+                self._warn_fallback(ctx, model, exc)
+                continue
+            ctx.model = model.name
+            ctx.usage = usage
+            return response
+        raise AllCandidatesFailed(
+            "Every candidate model failed: " + "; ".join(failures) + "."
+        )
+
+    def client_fault(
+        self, model: ModelConfig, exc: UpstreamError, key: str | None
+    ) -> ClientError:
+        """An upstream 4xx, passed on in OpenAI's shape without secrets."""
+        status = exc.status or 400
+        data: Any = None
+        body = getattr(exc, "body", b"")
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        message = get_provider(model.provider).error_message(status, data)
+        if key:
+            message = message.replace(key, "***")
+        err = data.get("error") if isinstance(data, Mapping) else None
+        type_, code, param = "invalid_request_error", None, None
+        if isinstance(err, Mapping):
+            type_ = _str(err.get("type")) or type_
+            code = _str(err.get("code"))
+            param = _str(err.get("param"))
+        return ClientError(
+            message[: _MAX_ERROR * 4],
+            status=status,
+            code=code,
+            param=param,
+            type=type_,
+        )
+
+    def _warn_fallback(
+        self, ctx: RequestContext, model: ModelConfig, exc: UpstreamError
+    ) -> None:
+        log.warning(
+            "request %s: model %s failed (%s); falling back",
+            ctx.request_id,
+            model.name,
+            exc.reason,
+        )
+
+    # account -----------------------------------------------------------------
+
+    def account(self, ctx: RequestContext) -> None:
+        """Write the ledger row and the access log line for a finished request."""
+        if ctx.usage is None and ctx.model is not None:
+            # No usage from upstream (a drop or a hang-up): estimate what was used.
+            prompt = ctx.prompt_tokens
+            if prompt is None:
+                prompt = _rough_tokens(ctx)
+            ctx.usage = Usage(prompt, (ctx.output_chars + 3) // 4)
+        row = ctx.to_row(self.config)
+        self.ledger.record(row)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                '%s "%s" %d model=%s route=%s fallbacks=%d tokens=%d/%d %.1fms',
+                row.request_id,
+                ctx.kind or "-",
+                row.status,
+                row.model or "-",
+                row.route or "-",
+                ctx.fallbacks,
+                row.input_tokens,
+                row.output_tokens,
+                row.latency_ms,
+            )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _rough_tokens(ctx: RequestContext) -> int:
+    chars = len(ctx.prompt_text or "")
+    for m in ctx.messages or ():
+        content = m.get("content") if isinstance(m, Mapping) else None
+        chars += len(content) if isinstance(content, str) else 0
+    return (chars + 3) // 4
+
+
+def _upstream_hints(config: MixrouteConfig, text: str | None) -> dict[str, list[str]]:
+    """Model name → the environment variables its endpoint and key come from."""
+    hints: dict[str, list[str]] = {}
+    raw_models: list[Any] = []
+    if text:
+        try:
+            raw = yaml.safe_load(text)
+            raw_models = raw.get("models") or [] if isinstance(raw, dict) else []
+        except yaml.YAMLError:
+            raw_models = []
+    for m in config.models:
+        names: list[str] = []
+        for r in raw_models:
+            if isinstance(r, dict) and r.get("name") == m.name:
+                names += _ENV_REF.findall(str(r.get("base_url") or ""))
+        if m.api_key_env:
+            names.append(m.api_key_env)
+        if names:
+            hints[m.name] = names
+    return hints

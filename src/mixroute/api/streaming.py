@@ -1,0 +1,207 @@
+"""Streamed answers (SSE) with silent fallback before the first content byte.
+
+Until a chunk with real content (text or a tool call) arrives, nothing is sent
+to the client: not the status line, not role-only or empty chunks. A failure
+in that window moves on to the next candidate. Once content has gone out, a
+failure ends the stream with one ``data: {"error": ...}`` event and no
+``[DONE]``; a second model's answer is never spliced in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mixroute.errors import ClientError, UpstreamError
+from mixroute.providers import get_provider
+from mixroute.providers.base import Kind, StreamTranslator
+from mixroute.upstream.pool import dumps, is_client_fault
+from mixroute.upstream.sse import SSEDecoder
+
+from .context import RequestContext
+from .gateway import AllCandidatesFailed, Gateway
+from .wire import Send, error_body
+
+log = logging.getLogger("mixroute")
+DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class _Client:
+    """The client side of one stream: holds back output until it commits."""
+
+    def __init__(self, ctx: RequestContext, send: Send, include_usage: bool) -> None:
+        self.ctx = ctx
+        self.send = send
+        self.include_usage = include_usage
+        self.committed = False
+        self.held: list[bytes] = []
+
+    def encode(self, chunk: dict[str, Any]) -> bytes | None:
+        if not self.include_usage and "usage" in chunk:
+            if chunk.get("usage") is not None and not chunk.get("choices"):
+                return None
+            chunk.pop("usage")
+        self.ctx.output_chars += _text_len(chunk)
+        return b"data: " + dumps(chunk) + b"\n\n"
+
+    async def emit(self, data: bytes, content: bool) -> None:
+        if self.committed:
+            await self._body(data)
+            return
+        self.held.append(data)
+        if content:
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Send the status line and everything held back."""
+        if self.committed:
+            return
+        self.committed = True
+        self.ctx.response_started = True
+        self.ctx.mark_first_token()
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": _SSE_HEADERS + self.ctx.response_headers(),
+            }
+        )
+        held, self.held = b"".join(self.held), []
+        if held:
+            await self._body(held)
+
+    async def _body(self, data: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        self.ctx.finished = True
+        await self.send({"type": "http.response.body", "body": data})
+
+
+async def stream(
+    gateway: Gateway,
+    ctx: RequestContext,
+    kind: Kind,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    send: Send,
+    include_usage: bool,
+) -> None:
+    """Answer ``body`` as SSE on ``send``, falling back while that is silent."""
+    client = _Client(ctx, send, include_usage)
+    failures: list[str] = []
+    for model in ctx.candidates:
+        ctx.models_tried.append(model.name)
+        provider = get_provider(model.provider)
+        key = gateway.pool.api_key(model.name)
+        client.held = []
+        try:
+            req = provider.build_request(model, kind, body, stream=True, api_key=key)
+            resp = await gateway.pool.open_stream(model, req, headers)
+        except ClientError as exc:
+            failures.append(f"{model.name} ({exc.message})")
+            continue
+        except UpstreamError as exc:
+            if is_client_fault(exc):
+                raise gateway.client_fault(model, exc, key) from None
+            failures.append(f"{model.name} ({exc.reason})")
+            gateway._warn_fallback(ctx, model, exc)
+            continue
+
+        ctx.model = model.name
+        translator = provider.stream_translator(model, kind)
+        clean = False
+        try:
+            await _relay(gateway, model, resp, translator, client)
+            clean = True
+        except UpstreamError as exc:
+            gateway.pool.breakers[model.name].record_failure()
+            ctx.usage = translator.state.usage or ctx.usage
+            if client.committed:
+                ctx.status = 502
+                ctx.error = f"{model.name}: {exc.reason} after the first token"
+                log.warning(
+                    "request %s: model %s failed mid-stream (%s)",
+                    ctx.request_id,
+                    model.name,
+                    exc.reason,
+                )
+                await client.end(
+                    b"data: "
+                    + error_body(
+                        f"The model {model.name} stopped answering mid-stream.",
+                        type="upstream_error",
+                        code="upstream_stream_error",
+                    )
+                    + b"\n\n"
+                )
+                return
+            ctx.model = None
+            ctx.output_chars = 0
+            failures.append(f"{model.name} ({exc.reason})")
+            gateway._warn_fallback(ctx, model, exc)
+            continue
+        finally:
+            ctx.usage = translator.state.usage or ctx.usage
+            if clean:
+                resp.release()
+            else:
+                resp.close()
+
+        await client.commit()
+        await client.end(DONE)
+        return
+    raise AllCandidatesFailed(
+        "Every candidate model failed: " + "; ".join(failures) + "."
+    )
+
+
+async def _relay(
+    gateway: Gateway,
+    model: Any,
+    resp: Any,
+    translator: StreamTranslator,
+    client: _Client,
+) -> None:
+    decoder = SSEDecoder()
+    state = translator.state
+    async for piece in gateway.pool.iter_body(model, resp):
+        for event, data in decoder.feed(piece):
+            for chunk in translator.feed(event, data):
+                out = client.encode(chunk)
+                if out is not None:
+                    await client.emit(out, state.content_started)
+    for event, data in decoder.flush():
+        for chunk in translator.feed(event, data):
+            out = client.encode(chunk)
+            if out is not None:
+                await client.emit(out, state.content_started)
+    for chunk in translator.finish():
+        out = client.encode(chunk)
+        if out is not None:
+            await client.emit(out, state.content_started)
+    if not state.extra.get("done") and state.finish_reason is None:
+        raise UpstreamError(
+            f"The stream of {model.name} ended before it was complete.",
+            model=model.name,
+        )
+
+
+def _text_len(chunk: Mapping[str, Any]) -> int:
+    n = 0
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, Mapping):
+            continue
+        text = choice.get("text")
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            text = delta.get("content")
+        if isinstance(text, str):
+            n += len(text)
+    return n
