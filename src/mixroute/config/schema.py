@@ -267,6 +267,51 @@ class ServerConfig(Strict):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+class StateConfig(Strict):
+    """Where shared state lives: this process (embedded) or Redis (replicas)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="used when redis_url_env is unset or empty; no password here",
+    )
+    redis_url_env: str | None = Field(
+        "MIXROUTE_REDIS_URL",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="env var whose URL (may carry a password) overrides redis_url",
+    )
+    key_prefix: str = Field("mixroute:", description="namespace of every Redis key")
+    timeout_s: float = Field(0.5, gt=0, description="per Redis call; then degrade")
+    fallback: bool = Field(
+        True, description="serve from local memory while Redis is unreachable"
+    )
+    reprobe_s: float = Field(2.0, gt=0, description="how often to retry Redis")
+
+
+class CacheConfig(Strict):
+    """The semantic response cache: exact match, then embedding similarity."""
+
+    enabled: bool = False
+    backend: Literal["auto", "memory", "redis"] = Field(
+        "auto", description="auto: the state backend"
+    )
+    ttl_s: float = Field(3600.0, gt=0)
+    max_entries: int = Field(10_000, ge=1, description="LRU-evicted beyond this")
+    max_entries_per_scope: int = Field(
+        1000, ge=1, description="bound of one tenant+model+parameters set"
+    )
+    similarity: float = Field(
+        0.95, ge=0, le=1, description="cosine at or above which a prompt is a hit"
+    )
+    route_similarity: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="per-route threshold; null means exact matches only",
+    )
+    cache_sampled: bool = Field(
+        False, description="also store answers to temperature > 0 requests"
+    )
+
+
 class MixrouteConfig(Strict):
     version: Literal[1] = 1
     models: list[ModelConfig] = Field(min_length=1)
@@ -274,6 +319,8 @@ class MixrouteConfig(Strict):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     policies: PoliciesConfig
     server: ServerConfig = Field(default_factory=ServerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
