@@ -6,6 +6,21 @@ from dataclasses import dataclass, field
 
 from mixroute.classify.base import Classification
 from mixroute.config.schema import MixrouteConfig
+from mixroute.policy.ab import ABAssignment
+from mixroute.policy.budgets import Reservation
+from mixroute.policy.request import PolicyRequest
+
+
+@dataclass(frozen=True)
+class PolicyTrace:
+    """What the policy engine needs again when the call's outcome comes back."""
+
+    request: PolicyRequest
+    ab: ABAssignment | None = None
+    reservations: tuple[Reservation, ...] = ()
+    reserved_usd: float = 0.0
+    session_key: str | None = None
+    difficulty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -19,10 +34,18 @@ class RoutingDecision:
     classification: Classification | None = None
     cache_key: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    trace: PolicyTrace | None = None
 
     @property
     def confidence(self) -> float | None:
         return None if self.classification is None else self.classification.confidence
+
+    @property
+    def context_trimmed(self) -> bool:
+        """Whether the chosen model's window cannot hold the whole history, so
+        older turns are condensed (the gateway then sets
+        ``x-mixroute-context: trimmed``)."""
+        return "context:trimmed" in self.notes
 
 
 class SeedPolicy:

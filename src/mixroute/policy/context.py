@@ -1,0 +1,86 @@
+"""Context transfer: fit a conversation into a smaller window.
+
+The extractive trim, exactly: the system message(s) are always kept, and so
+are the latest ``keep_last`` messages; older turns are then added back newest
+first while the total (counted with the shipped tokenizer, see
+``mixroute.tokens``) stays within the budget. Dropped turns are replaced by one
+system note saying how many were left out, so the model knows the history is
+partial. If even the kept messages exceed the budget, the oldest kept
+messages' text is cut from the front (the end of a message is usually what
+the next turn answers). A tool result is never kept without the assistant
+message that called it: an orphaned tool message is dropped too.
+
+A route may name a ``summariser`` model; the gateway may pass a
+``Summariser`` to condense the dropped turns instead of only noting them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from mixroute.tokens import (
+    MESSAGE_OVERHEAD,
+    count_message_tokens,
+    count_tokens,
+    message_text,
+)
+
+Message = Mapping[str, Any]
+# (model name, dropped messages) -> a summary text. Optional hook.
+Summariser = Callable[[str, Sequence[Message]], Awaitable[str]]
+
+
+def trim_messages(
+    messages: Sequence[Message], budget: int, keep_last: int = 2
+) -> tuple[list[dict[str, Any]], int]:
+    """The messages cut to ``budget`` prompt tokens and how many were dropped."""
+    msgs = [dict(m) for m in messages]
+    if count_message_tokens(msgs) <= budget:
+        return msgs, 0
+    system = [m for m in msgs if m.get("role") == "system"]
+    rest = [m for m in msgs if m.get("role") != "system"]
+    kept = rest[-keep_last:] if keep_last else []
+    older = rest[: len(rest) - len(kept)]
+    note_cost = MESSAGE_OVERHEAD + 16
+    used = count_message_tokens(system) + count_message_tokens(kept) + note_cost
+    added: list[dict[str, Any]] = []
+    for m in reversed(older):
+        cost = count_message_tokens([m])
+        if used + cost > budget:
+            break
+        added.insert(0, m)
+        used += cost
+    body = _drop_orphans(added + kept)
+    dropped = len(rest) - len(body)
+    if used > budget:
+        body = _cut_front(body, budget - count_message_tokens(system) - note_cost)
+    note = {
+        "role": "system",
+        "content": f"[{dropped} earlier messages were left out to fit the "
+        "context window.]",
+    }
+    head = system + ([note] if dropped else [])
+    return head + body, dropped
+
+
+def _drop_orphans(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    while body and body[0].get("role") == "tool":
+        body = body[1:]
+    return body
+
+
+def _cut_front(body: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    out = [dict(m) for m in body]
+    for m in out:
+        excess = count_message_tokens(out) - budget
+        if excess <= 0:
+            break
+        text = message_text(m.get("content"))
+        if not text:
+            continue
+        keep_chars = max(
+            0, len(text) - int(excess * len(text) / max(1, count_tokens(text))) - 8
+        )
+        m["content"] = "…" + text[len(text) - keep_chars :] if keep_chars else ""
+    return out

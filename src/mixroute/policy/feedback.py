@@ -1,0 +1,207 @@
+"""Ratings per request, learned quality per route and model, per user too.
+
+Every decided request is remembered (request id, who, route, model, prompt);
+a rating (thumbs or 0..1) attaches to its request id. Ratings live in a
+SQLite file, so learned scores survive restarts.
+
+Learned quality is a Bayesian average: the configured quality ``q`` (route
+``quality`` for the model, else the model's ``quality``) is a Beta prior
+``Beta(q·k, (1-q)·k)`` with ``k = feedback.prior_strength``, and each rating
+``r`` in 0..1 counts as ``r`` successes and ``1 - r`` failures, so the
+posterior mean is ``(q·k + Σr) / (k + n)``. With no ratings it is ``q``; with
+many it approaches the mean rating. Aggregates are recomputed from the file by
+``refresh()`` (the engine calls it when ratings arrived since the last one).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mixroute.errors import ClientError
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, ts REAL, "
+    "principal TEXT, route TEXT, model TEXT, prompt TEXT)",
+    "CREATE TABLE IF NOT EXISTS ratings (request_id TEXT PRIMARY KEY, ts REAL, "
+    "rating REAL NOT NULL)",
+)
+_THUMBS = {
+    "up": 1.0,
+    "thumbs_up": 1.0,
+    "👍": 1.0,
+    "down": 0.0,
+    "thumbs_down": 0.0,
+    "👎": 0.0,
+}
+
+
+def parse_rating(value: Any) -> float:
+    """A rating in 0..1 from ``True``/``False``, ``"up"``/``"down"`` or a
+    number in 0..1; raises ``ClientError`` (400) for anything else."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in _THUMBS:
+        return _THUMBS[value.strip().lower()]
+    raise ClientError(
+        f"rating {value!r} is not accepted; send true/false, 'up'/'down' or a "
+        "number from 0 to 1",
+        param="rating",
+        code="invalid_rating",
+    )
+
+
+class FeedbackBook:
+    """The SQLite book of remembered requests and their ratings."""
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(Path(path).expanduser()) if path != ":memory:" else path,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        with self._lock:
+            for stmt in _SCHEMA:
+                self._conn.execute(stmt)
+        self._dirty = True
+        self._route: dict[tuple[str, str], tuple[float, int]] = {}
+        self._user: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def remember(
+        self,
+        request_id: str,
+        principal: str | None,
+        route: str | None,
+        model: str,
+        prompt: str,
+        ts: float,
+    ) -> None:
+        """Keep what a later rating of ``request_id`` will be about."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
+                (request_id, ts, principal, route, model, prompt),
+            )
+
+    def rate(self, request_id: str, rating: Any, ts: float) -> bool:
+        """Record a rating (a later one replaces an earlier one); False when
+        the request id is unknown. Raises ``ClientError`` for a bad rating."""
+        value = parse_rating(rating)
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            self._conn.execute(
+                "INSERT OR REPLACE INTO ratings VALUES (?, ?, ?)",
+                (request_id, ts, value),
+            )
+        self._dirty = True
+        return True
+
+    def refresh(self) -> None:
+        """Recompute the per-route and per-user aggregates from the file."""
+        q = (
+            "SELECT {cols}, SUM(g.rating), COUNT(*) FROM ratings g JOIN requests r "
+            "USING (request_id) WHERE r.route IS NOT NULL GROUP BY {cols}"
+        )
+        with self._lock:
+            routes = self._conn.execute(q.format(cols="r.route, r.model")).fetchall()
+            users = self._conn.execute(
+                q.format(cols="r.principal, r.route, r.model")
+            ).fetchall()
+        self._route = {(r, m): (s, n) for r, m, s, n in routes}
+        self._user = {(p, r, m): (s, n) for p, r, m, s, n in users if p is not None}
+        self._dirty = False
+
+    def _fresh(self) -> None:
+        if self._dirty:
+            self.refresh()
+
+    def quality(self, route: str, model: str, prior: float, strength: float) -> float:
+        """The posterior mean quality of ``model`` on ``route`` (module doc)."""
+        self._fresh()
+        s, n = self._route.get((route, model), (0.0, 0))
+        return (prior * strength + s) / (strength + n)
+
+    def counts(self, route: str, model: str) -> tuple[float, int]:
+        """Sum of ratings and number of ratings of ``model`` on ``route``."""
+        self._fresh()
+        return self._route.get((route, model), (0.0, 0))
+
+    def user_rating(self, principal: str, route: str, model: str) -> tuple[float, int]:
+        """A user's mean rating of ``model`` on ``route`` and how many."""
+        self._fresh()
+        s, n = self._user.get((principal, route, model), (0.0, 0))
+        return (s / n if n else 0.0), n
+
+    def rated(self) -> Iterator[dict[str, Any]]:
+        """Every rated request: id, prompt, route, model, rating, principal."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT r.request_id, r.prompt, r.route, r.model, g.rating, "
+                "r.principal FROM ratings g JOIN requests r USING (request_id) "
+                "ORDER BY g.ts"
+            ).fetchall()
+        for rid, prompt, route, model, rating, principal in rows:
+            yield {
+                "id": rid,
+                "prompt": prompt,
+                "route": route,
+                "model": model,
+                "rating": rating,
+                "principal": principal,
+            }
+
+
+def training_rows(book: FeedbackBook, strong_models: set[str]) -> list[dict[str, Any]]:
+    """Rated prompts as training rows for ``mixroute train``.
+
+    Each row keeps ``prompt`` and its route as ``category`` (for the route
+    head). A rating ≥ 0.5 counts as a correct answer. Difficulty labels follow
+    what the rating shows: a cheap model rated well → ``weak_correct = 1`` and
+    ``strong_correct = 1`` (a strong model is assumed at least as good); rated
+    badly → ``weak_correct = 0``, ``strong_correct = 1``; a strong model rated
+    badly → both 0; a strong model rated well says nothing about the cheap one,
+    so that row has no difficulty labels.
+    """
+    rows = []
+    for r in book.rated():
+        good = r["rating"] >= 0.5
+        row: dict[str, Any] = {
+            "id": r["id"],
+            "prompt": r["prompt"],
+            "category": r["route"],
+            "model": r["model"],
+            "rating": r["rating"],
+        }
+        if r["model"] not in strong_models:
+            row["weak_correct"] = int(good)
+            row["strong_correct"] = 1
+        elif not good:
+            row["weak_correct"] = 0
+            row["strong_correct"] = 0
+        rows.append(row)
+    return rows
+
+
+def write_training_rows(rows: list[dict[str, Any]], out: Path) -> int:
+    """Write ``rows`` as JSON lines to ``out``; the number written."""
+    with out.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(rows)

@@ -1,0 +1,28 @@
+"""Fixtures for the policy tests: a fake clock and an engine builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from policy_helpers import START, make_config
+
+from mixroute.config.schema import MixrouteConfig
+from mixroute.policy import FakeClock, MemoryPolicyStore, PolicyEngine
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def engine_for(clock: FakeClock) -> Callable[..., PolicyEngine]:
+    """Build an engine over an in-memory store with the fake clock."""
+
+    def build(config: MixrouteConfig | None = None, **kw: Any) -> PolicyEngine:
+        cfg = config or make_config()
+        return PolicyEngine(cfg, MemoryPolicyStore(clock), clock, **kw)
+
+    return build
