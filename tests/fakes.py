@@ -28,6 +28,7 @@ Kind = Literal[
     "drop_before",  # stream a role-only chunk, then cut the connection
     "split_utf8",  # stream text whose multi-byte characters straddle two writes
     "slow_first",  # wait `delay` s before the first content chunk of a stream
+    "stall",  # stream one content chunk, then wait `delay` s for a hang-up
 ]
 
 
@@ -128,7 +129,7 @@ class FakeUpstream:
                 keep = await self._reply(reply, path, body, reader, w)
                 if not keep:
                     return
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             return
         finally:
             w.close()
@@ -141,7 +142,7 @@ class FakeUpstream:
         reader: asyncio.StreamReader,
         w: asyncio.StreamWriter,
     ) -> bool:
-        if r.delay and r.kind != "slow_first":
+        if r.delay and r.kind not in ("slow_first", "stall"):
             await asyncio.sleep(r.delay)
         if r.kind == "hang":
             await reader.read()  # returns when the client closes the connection
@@ -216,10 +217,22 @@ class FakeUpstream:
         else:
             pieces = _split(text, r.chunks)
             for i, piece in enumerate(pieces):
-                await event(_chunk(model, {"content": piece}, chat))
                 if r.kind == "drop" and i + 1 >= r.chunks // 2 + 1:
-                    w.transport.abort()
+                    # Content and the close leave together (one write, then FIN),
+                    # so the client sees the bytes and the broken body at once.
+                    data = json.dumps(_chunk(model, {"content": piece}, chat))
+                    payload = b"data: " + data.encode() + b"\n\n"
+                    w.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+                    w.close()
                     return False
+                await event(_chunk(model, {"content": piece}, chat))
+                if r.kind == "stall":
+                    try:
+                        await asyncio.wait_for(reader.read(), r.delay)
+                        self.hangups.append(time.monotonic())
+                        return False
+                    except TimeoutError:
+                        pass
         await event(_chunk(model, {}, chat, finish="stop"))
         options = body.get("stream_options") or {}
         if options.get("include_usage"):
