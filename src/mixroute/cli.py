@@ -184,6 +184,25 @@ def replay(
         raise _fail(str(exc)) from None
 
 
+@app.command()
+def usage(
+    ledger: Annotated[
+        Path | None,
+        typer.Option(help="The SQLite usage ledger; default: server.ledger_path."),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print spend by day, route and model, and the saving against all-premium."""
+    from mixroute.usage import print_usage
+
+    path = ledger if ledger is not None else Path(_load(config).server.ledger_path)
+    try:
+        print_usage(path, as_json=as_json)
+    except MixrouteError as exc:
+        raise _fail(str(exc)) from None
+
+
 def main() -> None:
     """Entry point. Unexpected failures print one line, not a traceback,
     unless MIXROUTE_DEBUG is set."""
