@@ -73,14 +73,15 @@ def _drop_orphans(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _cut_front(body: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     out = [dict(m) for m in body]
     for m in out:
-        excess = count_message_tokens(out) - budget
-        if excess <= 0:
+        while True:
+            excess = count_message_tokens(out) - budget
+            text = message_text(m.get("content"))
+            if excess <= 0 or not text:
+                break
+            # Characters per token of this text, plus a margin, so each pass
+            # shrinks the text and the loop ends.
+            drop = int(excess * len(text) / max(1, count_tokens(text))) + 8
+            m["content"] = "…" + text[drop:] if drop < len(text) else ""
+        if count_message_tokens(out) <= budget:
             break
-        text = message_text(m.get("content"))
-        if not text:
-            continue
-        keep_chars = max(
-            0, len(text) - int(excess * len(text) / max(1, count_tokens(text))) - 8
-        )
-        m["content"] = "…" + text[len(text) - keep_chars :] if keep_chars else ""
     return out
