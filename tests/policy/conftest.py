@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,15 @@ from policy_helpers import START, make_config
 
 from mixroute.config.schema import MixrouteConfig
 from mixroute.policy import FakeClock, MemoryPolicyStore, PolicyEngine
+
+# tests/ is not a package; the shared redis fixture module lives there.
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from redis_server import redis_server  # noqa: E402
+
+__all__ = ["clock", "engine_for", "redis_server"]
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """The few state operations the policy layer needs, and an in-memory store.
 
-``PolicyStore`` is deliberately small so the shared ``StateStore`` (memory or
-Redis, ``mixroute.state``) can satisfy it through a thin adapter. Amounts are
+``PolicyStore`` is deliberately small: the shared ``StateStore`` (memory or
+Redis, ``mixroute.state.base``) satisfies it as it is, so replicas share
+budgets, pins and A/B counters by handing the engine that store.
+``MemoryPolicyStore`` reads the engine's clock for TTLs, which lets tests move
+time with a ``FakeClock``. Amounts are
 floats (USD, counts, milliseconds); keys are plain strings the engine builds.
 
 Atomicity: ``reserve`` must check and add in one step. In memory that holds
