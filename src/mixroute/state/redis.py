@@ -99,7 +99,7 @@ def _text(raw: bytes | str) -> str:
 
 
 @contextmanager
-def _unavailable() -> Iterator[None]:
+def as_state_unavailable() -> Iterator[None]:
     """Turn every backend failure into ``StateUnavailable`` (one place)."""
     try:
         yield
@@ -145,7 +145,7 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            with _unavailable():
+            with as_state_unavailable():
                 return bool(await self.client.ping())
         except StateUnavailable:
             return False
@@ -156,35 +156,35 @@ class RedisStore:
     # Key/value.
 
     async def get(self, key: str) -> str | None:
-        with _unavailable():
+        with as_state_unavailable():
             raw = await self.client.get(self._k("kv", key))
         return None if raw is None else _text(raw)
 
     async def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
         px = None if ttl_s is None else _ms(ttl_s)
-        with _unavailable():
+        with as_state_unavailable():
             await self.client.set(self._k("kv", key), value, px=px)
 
     async def set_if_absent(
         self, key: str, value: str, ttl_s: float | None = None
     ) -> bool:
         px = None if ttl_s is None else _ms(ttl_s)
-        with _unavailable():
+        with as_state_unavailable():
             done = await self.client.set(self._k("kv", key), value, px=px, nx=True)
         return bool(done)
 
     async def delete(self, key: str) -> None:
-        with _unavailable():
+        with as_state_unavailable():
             await self.client.delete(self._k("kv", key))
 
     async def touch(self, key: str, ttl_s: float) -> bool:
-        with _unavailable():
+        with as_state_unavailable():
             return bool(await self.client.pexpire(self._k("kv", key), _ms(ttl_s)))
 
     # Counters.
 
     async def incr_window(self, key: str, amount: int, window_s: float) -> WindowCount:
-        with _unavailable():
+        with as_state_unavailable():
             count, ttl_ms = await self._incr_window(
                 keys=[self._k("win", key)], args=[int(amount), _ms(window_s)]
             )
@@ -196,17 +196,17 @@ class RedisStore:
         self, key: str, amount: float, limit: float, ttl_s: float
     ) -> bool:
         args = [to_nano(amount), to_nano(limit), _ms(ttl_s)]
-        with _unavailable():
+        with as_state_unavailable():
             done = await self._reserve(keys=[self._k("bud", key)], args=args)
         return bool(done)
 
     async def settle(self, key: str, reserved: float, actual: float) -> None:
         delta = to_nano(actual) - to_nano(reserved)
-        with _unavailable():
+        with as_state_unavailable():
             await self._settle(keys=[self._k("bud", key)], args=[delta])
 
     async def amount(self, key: str) -> float:
-        with _unavailable():
+        with as_state_unavailable():
             raw = await self.client.get(self._k("bud", key))
         return 0.0 if raw is None else from_nano(int(raw))
 
@@ -221,19 +221,19 @@ class RedisStore:
             _ms(cooldown_s),
             uuid.uuid4().hex,
         ]
-        with _unavailable():
+        with as_state_unavailable():
             count, open_ms = await self._circuit_failure(
                 keys=self._circuit_keys(model), args=args
             )
         return self._circuit_state(int(count), int(open_ms))
 
     async def record_success(self, model: str) -> None:
-        with _unavailable():
+        with as_state_unavailable():
             await self.client.delete(*self._circuit_keys(model))
 
     async def open_circuit(self, model: str, cooldown_s: float) -> CircuitState:
         failures_key, open_key = self._circuit_keys(model)
-        with _unavailable():
+        with as_state_unavailable():
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.delete(failures_key)
                 pipe.set(open_key, "1", px=_ms(cooldown_s))
@@ -241,7 +241,7 @@ class RedisStore:
         return self._circuit_state(0, _ms(cooldown_s))
 
     async def circuit(self, model: str) -> CircuitState:
-        with _unavailable():
+        with as_state_unavailable():
             count, open_ms = await self._circuit_read(keys=self._circuit_keys(model))
         return self._circuit_state(int(count), int(open_ms))
 
@@ -251,7 +251,7 @@ class RedisStore:
         self, key: str, field: str, amount: float, ttl_s: float | None = None
     ) -> float:
         name = self._k("h", key)
-        with _unavailable():
+        with as_state_unavailable():
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hincrbyfloat(name, field, amount)
                 if ttl_s is not None:
@@ -260,7 +260,7 @@ class RedisStore:
         return float(results[0])
 
     async def hgetall(self, key: str) -> dict[str, float]:
-        with _unavailable():
+        with as_state_unavailable():
             raw = await self.client.hgetall(self._k("h", key))
         return {_text(k): float(v) for k, v in raw.items()}
 
