@@ -1,18 +1,14 @@
-"""Per-key rate limits (requests and tokens per minute) and spend budgets.
+"""Per-key rate limits (requests and tokens per minute) and key budgets.
 
-Counts live behind ``Counters``, a two-method interface: the in-memory one
-here serves one process; a shared store (Redis) can implement the same two
-methods so that every replica sees the same counts.
-
-Requests and tokens use a sliding window estimated from two fixed one-minute
-windows: the previous window's count is weighted by how much of it still
-overlaps the last sixty seconds. It never lets through more than twice the
-limit in any sixty seconds and needs two counters per key.
+Counts live in the shared ``StateStore`` (``mixroute.state``): in memory for
+one process, in Redis for many replicas, so every replica enforces the same
+limit. Windows are the store's fixed one-minute windows, anchored on a key's
+first request; a refused request gets ``Retry-After`` set to the seconds left
+in its window.
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import math
 import time
@@ -21,56 +17,36 @@ from typing import Protocol
 
 from mixroute.config.schema import LimitsConfig
 from mixroute.errors import ClientError
+from mixroute.state.base import WindowCount
 from mixroute.state.keys import ClientKey
+from mixroute.state.memory import MemoryStore
 
 WINDOW_S = 60.0
+# Budget spend is added with a reservation whose limit is never reached.
+_NO_LIMIT = 1e9
 
 
 class Counters(Protocol):
-    """Integer counters that expire; ``incr`` returns the new value."""
+    """The part of ``StateStore`` the limits need."""
 
-    async def incr(self, name: str, amount: int, ttl_s: float) -> int: ...
+    async def incr_window(
+        self, key: str, amount: int, window_s: float
+    ) -> WindowCount: ...
 
-    async def get(self, name: str) -> int: ...
+    async def amount(self, key: str) -> float: ...
 
-
-class MemoryCounters:
-    """Counters in this process's memory, expired lazily."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._values: dict[str, tuple[int, float]] = {}
-        self._lock = asyncio.Lock()
-
-    async def incr(self, name: str, amount: int, ttl_s: float) -> int:
-        async with self._lock:
-            now = self._clock()
-            value, expires = self._values.get(name, (0, 0.0))
-            if expires <= now:
-                value, expires = 0, now + ttl_s
-            value += amount
-            self._values[name] = (value, expires)
-            if len(self._values) > 100_000:
-                self._expire(now)
-            return value
-
-    async def get(self, name: str) -> int:
-        value, expires = self._values.get(name, (0, 0.0))
-        return value if expires > self._clock() else 0
-
-    def _expire(self, now: float) -> None:
-        for name in [n for n, (_, exp) in self._values.items() if exp <= now]:
-            del self._values[name]
+    async def reserve(
+        self, key: str, amount: float, limit: float, ttl_s: float
+    ) -> bool: ...
 
 
 def _too_many(message: str, retry_after: float, code: str) -> ClientError:
-    seconds = max(1, math.ceil(retry_after))
     return ClientError(
         message,
         status=429,
         code=code,
         type="rate_limit_error",
-        headers={"retry-after": str(seconds)},
+        headers={"retry-after": str(max(1, math.ceil(retry_after)))},
     )
 
 
@@ -78,31 +54,14 @@ class RateLimiter:
     """Admits or refuses a key's request by its requests- and tokens-per-minute."""
 
     def __init__(
-        self,
-        counters: Counters | None = None,
-        *,
-        defaults: LimitsConfig | None = None,
-        clock: Callable[[], float] = time.time,
+        self, store: Counters | None = None, *, defaults: LimitsConfig | None = None
     ) -> None:
-        self._clock = clock
-        self.counters: Counters = counters or MemoryCounters(clock)
+        self.store: Counters = store or MemoryStore()
         self.defaults = defaults or LimitsConfig()
 
-    def _limits(self, key: ClientKey) -> tuple[int | None, int | None]:
+    def limits(self, key: ClientKey) -> tuple[int | None, int | None]:
+        """The key's (rpm, tpm): its own, else the ``limits:`` defaults."""
         return key.rpm or self.defaults.rpm, key.tpm or self.defaults.tpm
-
-    async def _estimate(self, kind: str, key_id: str, now: float) -> tuple[float, int]:
-        window = int(now // WINDOW_S)
-        current = await self.counters.get(f"rl:{kind}:{key_id}:{window}")
-        previous = await self.counters.get(f"rl:{kind}:{key_id}:{window - 1}")
-        overlap = 1.0 - (now - window * WINDOW_S) / WINDOW_S
-        return previous * overlap + current, window
-
-    async def _add(self, kind: str, key_id: str, window: int, amount: int) -> None:
-        if amount > 0:
-            await self.counters.incr(
-                f"rl:{kind}:{key_id}:{window}", amount, 2 * WINDOW_S + 1
-            )
 
     async def admit(self, key: ClientKey | None, prompt_tokens: int = 0) -> None:
         """Count one request and its prompt tokens, or raise a 429 naming the limit.
@@ -112,81 +71,75 @@ class RateLimiter:
         """
         if key is None:
             return
-        rpm, tpm = self._limits(key)
-        now = self._clock()
-        window_end = (int(now // WINDOW_S) + 1) * WINDOW_S
-        wait = window_end - now
-
+        rpm, tpm = self.limits(key)
         if rpm is not None:
-            used, window = await self._estimate("req", key.key_id, now)
-            if used + 1 > rpm:
+            got = await self.store.incr_window(f"rl:req:{key.key_id}", 1, WINDOW_S)
+            if got.count > rpm:
                 raise _too_many(
                     f'Rate limit reached for client key "{key.name}": requests '
-                    f"per minute (rpm) is {rpm}. Retry after {max(1, math.ceil(wait))} "
-                    "s.",
-                    wait,
+                    f"per minute (rpm) is {rpm}. Retry after "
+                    f"{max(1, math.ceil(got.reset_in_s))} s.",
+                    got.reset_in_s,
                     "rate_limit_exceeded",
                 )
         if tpm is not None:
-            used_t, window = await self._estimate("tok", key.key_id, now)
-            if used_t + prompt_tokens > tpm:
+            name = f"rl:tok:{key.key_id}"
+            used = await self.store.incr_window(name, 0, WINDOW_S)
+            if used.count + prompt_tokens > tpm:
                 raise _too_many(
                     f'Rate limit reached for client key "{key.name}": tokens per '
                     f"minute (tpm) is {tpm}; this request needs about "
-                    f"{prompt_tokens}. Retry after {max(1, math.ceil(wait))} s.",
-                    wait,
+                    f"{prompt_tokens}. Retry after "
+                    f"{max(1, math.ceil(used.reset_in_s))} s.",
+                    used.reset_in_s,
                     "rate_limit_exceeded",
                 )
-
-        window = int(now // WINDOW_S)
-        if rpm is not None:
-            await self._add("req", key.key_id, window, 1)
-        if tpm is not None:
-            await self._add("tok", key.key_id, window, prompt_tokens)
+            if prompt_tokens > 0:
+                await self.store.incr_window(name, prompt_tokens, WINDOW_S)
 
     async def record_tokens(
         self, key: ClientKey | None, completion_tokens: int
     ) -> None:
         """Add the answer's tokens once they are known."""
-        if key is None or self._limits(key)[1] is None:
+        if key is None or completion_tokens <= 0 or self.limits(key)[1] is None:
             return
-        window = int(self._clock() // WINDOW_S)
-        await self._add("tok", key.key_id, window, completion_tokens)
+        await self.store.incr_window(
+            f"rl:tok:{key.key_id}", completion_tokens, WINDOW_S
+        )
 
 
-def _period_bounds(period: str, now: float) -> tuple[str, float]:
-    """A label for the UTC period holding ``now`` and the seconds until it ends."""
+def period_bounds(period: str, now: float) -> tuple[str, float]:
+    """A label for the UTC hour, day or month holding ``now``, and seconds left."""
     t = time.gmtime(now)
     if period == "hour":
-        start = now - (now % 3600)
-        return time.strftime("%Y%m%d%H", t), start + 3600 - now
+        return time.strftime("%Y%m%d%H", t), 3600 - now % 3600
     if period == "month":
-        next_month = (t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1)
-        end = calendar.timegm((*next_month, 1, 0, 0, 0))
+        year, month = t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1
+        end = calendar.timegm((year, month, 1, 0, 0, 0))
         return time.strftime("%Y%m", t), end - now
-    start = now - (now % 86400)
-    return time.strftime("%Y%m%d", t), start + 86400 - now
+    return time.strftime("%Y%m%d", t), 86400 - now % 86400
 
 
 class BudgetGuard:
-    """Holds each key to its ``--budget-usd`` per hour, day or month (UTC).
-
-    Spend is counted in micro-dollars so ``Counters`` stay integers.
-    """
+    """Holds each key to its ``keys create --budget-usd`` budget (UTC periods)."""
 
     def __init__(
-        self, counters: Counters | None = None, clock: Callable[[], float] = time.time
+        self, store: Counters | None = None, clock: Callable[[], float] = time.time
     ) -> None:
+        self.store: Counters = store or MemoryStore(clock)
         self._clock = clock
-        self.counters: Counters = counters or MemoryCounters(clock)
+
+    def _slot(self, key: ClientKey) -> tuple[str, str, float]:
+        period = key.budget_period or "day"
+        label, remaining = period_bounds(period, self._clock())
+        return f"keybudget:{key.key_id}:{label}", period, remaining
 
     async def check(self, key: ClientKey | None) -> None:
         """Raise a 429 (code ``budget_exceeded``) when the key has spent its budget."""
         if key is None or key.budget_usd is None:
             return
-        period = key.budget_period or "day"
-        label, remaining = _period_bounds(period, self._clock())
-        spent = await self.counters.get(f"budget:{key.key_id}:{label}") / 1e6
+        name, period, remaining = self._slot(key)
+        spent = await self.store.amount(name)
         if spent >= key.budget_usd:
             raise _too_many(
                 f'The client key "{key.name}" has spent its budget of '
@@ -199,8 +152,5 @@ class BudgetGuard:
         """Add a finished request's cost to the key's current period."""
         if key is None or key.budget_usd is None or cost_usd <= 0:
             return
-        period = key.budget_period or "day"
-        label, remaining = _period_bounds(period, self._clock())
-        await self.counters.incr(
-            f"budget:{key.key_id}:{label}", round(cost_usd * 1e6), remaining + 60
-        )
+        name, _, remaining = self._slot(key)
+        await self.store.reserve(name, cost_usd, _NO_LIMIT, remaining + 60)
