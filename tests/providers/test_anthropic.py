@@ -527,6 +527,89 @@ def test_fields_that_change_the_answer_shape_are_rejected(
     assert "Anthropic" in error.message
 
 
+THINK = {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_thinking_passes_on_without_sampling_fields() -> None:
+    payload = chat(
+        user("Prove it."),
+        thinking=THINK,
+        temperature=0.2,
+        top_p=0.5,
+        top_k=5,
+        max_tokens=4000,
+    )
+    assert payload["thinking"] == THINK
+    assert not {"temperature", "top_p", "top_k"} & set(payload)
+    assert payload["max_tokens"] == 4000
+
+
+def test_thinking_budget_stays_below_max_tokens() -> None:
+    payload = chat(user("x"), thinking={"type": "enabled", "budget_tokens": 8000})
+    # max_tokens defaults to the model's 1024 here: no room for 1024 of thought.
+    assert "thinking" not in payload
+    roomy = chat(
+        user("x"), thinking={"type": "enabled", "budget_tokens": 8000}, max_tokens=3000
+    )
+    assert roomy["thinking"]["budget_tokens"] == 2999
+    small = chat(user("x"), thinking=THINK, max_tokens=1000, temperature=0.2)
+    assert "thinking" not in small
+    assert small["temperature"] == 0.2
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tools": [WEATHER], "tool_choice": "required"},
+        {
+            "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        },
+        {"prefill": True},
+        {"tool_loop": True},
+    ],
+)
+def test_thinking_is_left_out_where_anthropic_forbids_it(
+    fields: dict[str, Any],
+) -> None:
+    messages: list[dict[str, Any]] = [user("Weather in Paris?")]
+    if fields.pop("prefill", False):
+        messages.append(assistant("It is"))
+    if fields.pop("tool_loop", False):
+        call = tool_call("t1", "get_weather", '{"city": "Paris"}')
+        messages.append(assistant(None, tool_calls=[call]))
+        messages.append({"role": "tool", "tool_call_id": "t1", "content": "sunny"})
+        fields["tools"] = [WEATHER]
+    payload = chat(*messages, thinking=THINK, temperature=0.5, **fields)
+    assert "thinking" not in payload
+    assert payload["temperature"] == 0.5
+
+
+def test_thinking_disabled_adaptive_and_invalid() -> None:
+    off = chat(user("x"), thinking={"type": "disabled"}, temperature=0.3)
+    assert off["thinking"] == {"type": "disabled"} and off["temperature"] == 0.3
+    adaptive = chat(user("x"), thinking={"type": "adaptive"}, temperature=0.3)
+    assert adaptive["thinking"] == {"type": "adaptive"}
+    assert "temperature" not in adaptive
+    rejects({"messages": [user("x")], "thinking": "on"}, "thinking")
+    bad_budget = {"type": "enabled", "budget_tokens": 100}
+    rejects({"messages": [user("x")], "thinking": bad_budget}, "thinking.budget_tokens")
+
+
+def test_thinking_blocks_become_reasoning_content() -> None:
+    content = [
+        {"type": "thinking", "thinking": "Paris is in France.", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "Sunny."},
+    ]
+    data = {**MESSAGE, "content": content, "stop_reason": "end_turn"}
+    response, _ = PROVIDER.parse_response(MODEL, "chat", data)
+    ChatCompletion.model_validate(response)
+    message = response["choices"][0]["message"]
+    assert message["content"] == "Sunny."
+    assert message["reasoning_content"] == "Paris is in France."
+
+
 # Legacy completions ---------------------------------------------------------
 
 
@@ -901,21 +984,9 @@ def test_error_event_raises_a_status_error_without_secrets() -> None:
 def test_unknown_events_and_deltas_are_ignored() -> None:
     events = [
         message_start(),
-        ev(
-            "content_block_start",
-            index=0,
-            content_block={"type": "thinking", "thinking": ""},
-        ),
-        ev(
-            "content_block_delta",
-            index=0,
-            delta={"type": "thinking_delta", "thinking": "hmm"},
-        ),
-        ev(
-            "content_block_delta",
-            index=0,
-            delta={"type": "signature_delta", "signature": "x"},
-        ),
+        ev("content_block_start", index=0, content_block={"type": "brand_new"}),
+        ev("content_block_delta", index=0, delta={"type": "new_delta", "x": "hmm"}),
+        ev("content_block_delta", index=0, delta={"type": "signature_delta"}),
         ev("content_block_stop", index=0),
         ev("brand_new_event", payload=[1, 2]),
         text_block(1),
@@ -925,8 +996,41 @@ def test_unknown_events_and_deltas_are_ignored() -> None:
         ev("ping"),
     ]
     _, chunks = run(events)
-    contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
-    assert contents == ["", "ok", None]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "ok"}, {}]
+
+
+def test_thinking_streams_as_reasoning_content() -> None:
+    thinking = {"type": "thinking", "thinking": ""}
+    events = [
+        message_start(),
+        ev("content_block_start", index=0, content_block=thinking),
+        ev(
+            "content_block_delta",
+            index=0,
+            delta={"type": "thinking_delta", "thinking": "2+2 is 4."},
+        ),
+        ev(
+            "content_block_delta",
+            index=0,
+            delta={"type": "signature_delta", "signature": "c2ln"},
+        ),
+        ev("content_block_stop", index=0),
+        text_block(1),
+        text_delta(1, "4"),
+        message_delta("end_turn", 9),
+        ev("message_stop"),
+    ]
+    translator = PROVIDER.stream_translator(MODEL, "chat")
+    translator.feed(*events[0])
+    translator.feed(*events[1])
+    assert not translator.state.content_started
+    [chunk] = translator.feed(*events[2])
+    ChatCompletionChunk.model_validate(chunk)
+    assert chunk["choices"][0]["delta"] == {"reasoning_content": "2+2 is 4."}
+    assert translator.state.content_started
+    _, chunks = run(events, kind="completions")
+    assert [c["choices"][0]["text"] for c in chunks if c["choices"]] == ["4", ""]
 
 
 def test_event_name_may_come_from_data_alone() -> None:

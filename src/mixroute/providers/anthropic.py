@@ -100,6 +100,7 @@ class AnthropicProvider:
                 "The Anthropic answer has no content list.", model=model.name
             )
         texts: list[str] = []
+        thoughts: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         for block in content:
             if not isinstance(block, Mapping):
@@ -108,6 +109,8 @@ class AnthropicProvider:
                 texts.append(block["text"])
             elif block.get("type") == "tool_use":
                 tool_calls.append(_tool_call_from_block(block))
+            elif block.get("type") == "thinking" and block.get("thinking"):
+                thoughts.append(str(block["thinking"]))
 
         text = "".join(texts) if texts else None
         usage = _usage_from(data.get("usage"))
@@ -129,6 +132,9 @@ class AnthropicProvider:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if tool_calls:
                 message["tool_calls"] = tool_calls
+            if thoughts:
+                # The field name vLLM and DeepSeek use; OpenAI clients ignore it.
+                message["reasoning_content"] = "".join(thoughts)
             choice = {
                 "index": 0,
                 "message": message,
@@ -155,9 +161,10 @@ class AnthropicStreamTranslator:
 
     Tool calls are numbered in the order their blocks start, and argument
     deltas are routed by block index, so interleaved deltas stay in order per
-    call. ``message_stop`` yields a usage chunk shaped like OpenAI's
-    ``stream_options.include_usage`` chunk; the gateway decides whether the
-    client gets it.
+    call. Thinking arrives as ``reasoning_content`` deltas (vLLM's and
+    DeepSeek's field) and counts as content. ``message_stop`` yields a usage
+    chunk shaped like OpenAI's ``stream_options.include_usage`` chunk; the
+    gateway decides whether the client gets it.
     """
 
     def __init__(self, model: ModelConfig, kind: Kind) -> None:
@@ -260,6 +267,16 @@ class AnthropicStreamTranslator:
             return []
         if delta.get("type") == "text_delta":
             return self._text_chunks(delta.get("text"))
+        if delta.get("type") == "thinking_delta":
+            thought = delta.get("thinking")
+            if (
+                self._kind == "completions"
+                or not isinstance(thought, str)
+                or not thought
+            ):
+                return []
+            self.state.content_started = True
+            return [self._chunk({"reasoning_content": thought})]
         if delta.get("type") != "input_json_delta":
             return []
         ordinal = self._tool_index.get(_int(obj.get("index")))

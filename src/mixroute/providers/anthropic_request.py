@@ -10,6 +10,12 @@ Request fields, by what happens to them:
   ``max_output_tokens``, because Anthropic requires it), ``temperature``
   (clamped to Anthropic's 0..1), ``top_p``, ``top_k``, ``user``
   (``metadata.user_id``) and, for the legacy completions kind, ``prompt``;
+- passed on: Anthropic's own ``thinking`` (the policy sets it for reasoning
+  routes). Anthropic forbids thinking with forced tool use, an assistant
+  prefill, or in a tool loop whose earlier thinking blocks an OpenAI client
+  cannot send back, so there it is left out; where it is sent, ``temperature``,
+  ``top_p`` and ``top_k`` are left out instead, and the budget is kept below
+  ``max_tokens``;
 - dropped, because the answer keeps its meaning without them: ``stream_options``
   (Anthropic always streams usage), ``n: 1``, ``logprobs: false``,
   ``response_format: {"type": "text"}``, ``frequency_penalty``,
@@ -86,6 +92,7 @@ def _translate_chat(body: Mapping[str, Any], model: ModelConfig) -> dict[str, An
     payload["messages"] = turns
     _apply_sampling(body, model, payload)
     _apply_tools(body, payload)
+    _apply_thinking(body, payload)
     return payload
 
 
@@ -219,6 +226,48 @@ def _stop_sequences(stop: Any) -> list[str]:
                 param="stop",
             )
     return stops
+
+
+def _apply_thinking(body: Mapping[str, Any], payload: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    if not isinstance(thinking, Mapping) or not isinstance(thinking.get("type"), str):
+        raise ClientError("`thinking` must be an object with a type.", param="thinking")
+    thinking = dict(thinking)
+    if thinking["type"] == "disabled":
+        payload["thinking"] = thinking
+        return
+    if _thinking_forbidden(payload):
+        return
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
+            raise ClientError(
+                "`thinking.budget_tokens` must be an integer of at least 1024.",
+                param="thinking.budget_tokens",
+            )
+        room = payload["max_tokens"] - 1
+        if room < 1024:
+            # No budget Anthropic accepts fits below max_tokens: answer plainly.
+            return
+        thinking["budget_tokens"] = min(budget, room)
+    for key in ("temperature", "top_p", "top_k"):
+        payload.pop(key, None)
+    payload["thinking"] = thinking
+
+
+def _thinking_forbidden(payload: Mapping[str, Any]) -> bool:
+    choice = payload.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool"):
+        return True
+    last = payload["messages"][-1]
+    if last["role"] == "assistant":
+        return True
+    # A user turn opening with tool results continues a tool loop; Anthropic
+    # wants the thinking blocks of the turn that called the tools back, and
+    # OpenAI's message format has no place for them.
+    return bool(last["content"][0]["type"] == "tool_result")
 
 
 def _apply_tools(body: Mapping[str, Any], payload: dict[str, Any]) -> None:
