@@ -34,6 +34,11 @@ def near(v: np.ndarray, cosine: float, seed: int = 1) -> np.ndarray:
     return unit(cosine * v + np.sqrt(1 - cosine**2) * other)
 
 
+def word(i: int) -> str:
+    """A digit-free name for entry ``i`` (digits must match on similarity hits)."""
+    return chr(97 + i % 26) + chr(97 + i // 26)
+
+
 def completion(content: str, finish: str | None = "stop") -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",
@@ -137,7 +142,7 @@ async def test_best_of_several_matches_wins(make_cache: MakeCache) -> None:
     cache = make_cache(similarity=0.9)
     v = unit(np.random.default_rng(3).standard_normal(DIM))
     for i, cosine in enumerate([0.92, 0.99, 0.95]):
-        scope, text = chat_scope("t", "m", body(f"prompt {i}"))
+        scope, text = chat_scope("t", "m", body(f"prompt {word(i)}"))
         await cache.store(scope, text, near(v, cosine, seed=i), completion(f"a{i}"))
     scope, text = chat_scope("t", "m", body("new prompt"))
     hit = await cache.lookup(scope, text, v)
@@ -258,7 +263,7 @@ async def test_scope_bound_evicts_within_the_scope(make_cache: MakeCache) -> Non
     cache = make_cache(max_entries_per_scope=2, similarity=0.999)
     rng = np.random.default_rng(11)
     vectors = [unit(rng.standard_normal(DIM)) for _ in range(3)]
-    scopes = [chat_scope("t", "m", body(f"q{i}")) for i in range(3)]
+    scopes = [chat_scope("t", "m", body(f"q{word(i)}")) for i in range(3)]
     elsewhere = chat_scope("t2", "m", body("q"))
     await cache.store(*elsewhere, None, completion("kept"))
     for i, (scope, text) in enumerate(scopes):
@@ -280,7 +285,7 @@ async def test_many_entries_each_found_by_its_own_embedding(
     rng = np.random.default_rng(4)
     vectors = [unit(rng.standard_normal(DIM)) for _ in range(40)]
     for i, v in enumerate(vectors):
-        scope, text = chat_scope("t", "m", body(f"question {i}"))
+        scope, text = chat_scope("t", "m", body(f"question {word(i)}"))
         await cache.store(scope, text, v, completion(f"answer {i}"))
 
     probe, probe_text = chat_scope("t", "m", body("never stored"))
@@ -372,3 +377,20 @@ async def test_redis_outage_is_a_miss_with_one_warning(
         assert caplog.records[-1].levelno == logging.INFO
     finally:
         await cache.close()
+
+
+async def test_similar_texts_must_agree_on_numbers(make_cache: MakeCache) -> None:
+    cache = make_cache(similarity=0.9)
+    v = unit(np.random.default_rng(12).standard_normal(DIM))
+    scope, text = chat_scope("t", "m", body("What is 17 times 23?"))
+    await cache.store(scope, text, v, completion("391"))
+    other, other_text = chat_scope("t", "m", body("What is 17 times 24?"))
+    assert await cache.lookup(other, other_text, v) is None
+
+    # A lesser match that agrees on the numbers is still found.
+    close, close_text = chat_scope("t", "m", body("Compute 17 times 24."))
+    await cache.store(close, close_text, near(v, 0.95), completion("408"))
+    hit = await cache.lookup(other, other_text, v)
+    assert hit is not None
+    assert hit.response["choices"][0]["message"]["content"] == "408"
+    assert hit.similarity == pytest.approx(0.95, abs=1e-4)

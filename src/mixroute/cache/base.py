@@ -8,6 +8,7 @@ be cached and which threshold applies lives in ``ResponseCache``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 Vector = npt.NDArray[np.float32]
+
+# Best similarity matches tried per lookup, past expired or rejected ones.
+CANDIDATES = 4
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,14 @@ class CacheBackend(Protocol):
         ...
 
     async def nearest(
-        self, scope_key: str, embedding: Vector, threshold: float
+        self,
+        scope_key: str,
+        embedding: Vector,
+        threshold: float,
+        accept: Callable[[bytes], bool],
     ) -> StoredEntry | None:
-        """The most similar live entry in the scope at or above ``threshold``."""
+        """The most similar live entry in the scope at or above ``threshold``
+        whose payload ``accept`` takes (a few best candidates are tried)."""
         ...
 
     async def put(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixroute.cache.base import StoredEntry, Vector
+from mixroute.cache.base import CANDIDATES, StoredEntry, Vector
 
 # Expired entries are found when touched; each put also checks this many of
 # the least recently used, so entries nobody asks for again still go.
@@ -110,14 +110,18 @@ class MemoryCacheBackend:
         return StoredEntry(entry.payload, 1.0)
 
     async def nearest(
-        self, scope_key: str, embedding: Vector, threshold: float
+        self,
+        scope_key: str,
+        embedding: Vector,
+        threshold: float,
+        accept: Callable[[bytes], bool],
     ) -> StoredEntry | None:
         index = self._scopes.get(scope_key)
         if index is None:
             return None
-        for key, score in index.ranked(embedding, threshold):
+        for key, score in index.ranked(embedding, threshold)[:CANDIDATES]:
             entry = self._live(key)
-            if entry is not None:
+            if entry is not None and accept(entry.payload):
                 self._mark_used(key, entry)
                 return StoredEntry(entry.payload, score)
         return None

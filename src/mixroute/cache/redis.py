@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
 
-from mixroute.cache.base import StoredEntry, Vector
+from mixroute.cache.base import CANDIDATES, StoredEntry, Vector
 from mixroute.state.redis import as_state_unavailable
 
 # Use times in microseconds from the server clock, made strictly increasing by
@@ -125,7 +126,6 @@ return 1
 )
 
 _LOCAL_SCOPES = 256  # scope matrices each replica keeps between lookups
-_CANDIDATES = 4  # best matches tried before giving up on expired entries
 
 
 def _as_bytes(raw: bytes | str) -> bytes:
@@ -169,19 +169,25 @@ class RedisCacheBackend:
         return None if payload is None else StoredEntry(_as_bytes(payload), 1.0)
 
     async def nearest(
-        self, scope_key: str, embedding: Vector, threshold: float
+        self,
+        scope_key: str,
+        embedding: Vector,
+        threshold: float,
+        accept: Callable[[bytes], bool],
     ) -> StoredEntry | None:
         matrix = await self._matrix(scope_key, embedding.shape[0])
         if matrix is None or not matrix.keys:
             return None
         scores = matrix.vectors @ embedding
         rows = np.flatnonzero(scores >= threshold)
-        best = rows[np.argsort(-scores[rows], kind="stable")][:_CANDIDATES]
+        best = rows[np.argsort(-scores[rows], kind="stable")][:CANDIDATES]
         for row in best:
             key = matrix.keys[row]
             found = await self.get(scope_key, key)
             if found is not None:
-                return StoredEntry(found.payload, float(scores[row]))
+                if accept(found.payload):
+                    return StoredEntry(found.payload, float(scores[row]))
+                continue
             with as_state_unavailable():
                 await self._forget(
                     keys=[], args=[self.prefix, scope_key, key, uuid.uuid4().hex]

@@ -2,7 +2,8 @@
 
 ``lookup`` tries the exact text first (one key read), then, when the scope
 allows it and an embedding is given, the most similar stored text in the same
-scope at or above the route's threshold. The embedding is the classifier's
+scope at or above the route's threshold that has the same numbers in the same
+order (see ``scope.literals``). The embedding is the classifier's
 (``Classifier.embed``), reused: the cache never calls a model itself.
 
 Only complete answers are stored, and answers to sampled requests
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mixroute.cache.base import CacheBackend, CachedAnswer, as_unit_vector
-from mixroute.cache.scope import CacheScope, chat_scope, entry_key
+from mixroute.cache.scope import CacheScope, chat_scope, entry_key, literals
 from mixroute.config.schema import CacheConfig
 from mixroute.state.base import StateUnavailable
 
@@ -42,6 +43,11 @@ def is_complete_answer(answer: Mapping[str, Any]) -> bool:
         and c.get("finish_reason") in COMPLETE_FINISH_REASONS
         for c in choices
     )
+
+
+def _literals_of(payload: bytes) -> str | None:
+    value = json.loads(payload).get("literals")
+    return value if isinstance(value, str) else None
 
 
 class ResponseCache:
@@ -88,7 +94,13 @@ class ResponseCache:
             exact = found is not None
             semantic = scope.semantic and found is None
             if semantic and vector is not None and threshold is not None:
-                found = await self.backend.nearest(scope.key, vector, threshold)
+                numbers = literals(text)
+                found = await self.backend.nearest(
+                    scope.key,
+                    vector,
+                    threshold,
+                    lambda payload: _literals_of(payload) == numbers,
+                )
         except StateUnavailable as exc:
             self._note_failure(exc)
             return None
@@ -127,7 +139,7 @@ class ResponseCache:
             return False
         vector = as_unit_vector(embedding) if embedding is not None else None
         payload = json.dumps(
-            {"created": time.time(), "response": answer},
+            {"created": time.time(), "literals": literals(text), "response": answer},
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode("utf-8")
