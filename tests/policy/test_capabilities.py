@@ -60,9 +60,9 @@ async def test_small_window_means_trim_or_skip(
 ) -> None:
     engine = engine_for()
     big = req(prompt_tokens=3500, max_tokens=1000)  # local's window is 4096
+    # No messages to condense: the model cannot serve it.
     d = await engine.decide(classified("chat"), big)
-    assert d.model == "local" and d.context_trimmed
-    assert d.rule == "route:confident>context:trim"
+    assert d.model == "small" and not d.context_trimmed
     strict = engine_for(make_config(context={"trim": False}))
     d = await strict.decide(classified("chat"), big)
     assert d.model == "small" and "local" not in d.candidates
@@ -97,3 +97,24 @@ async def test_route_reasoning_setting_reaches_provider_params(
     }
     chat = await engine.decide(classified("chat"), req())
     assert engine.provider_params(chat, "small") == {"reasoning_effort": "medium"}
+
+
+async def test_window_must_hold_the_latest_turns(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    engine = engine_for()
+    words = " ".join(f"w{i}" for i in range(2000))
+    history = [
+        {"role": "user", "content": words},
+        {"role": "assistant", "content": words},
+        {"role": "user", "content": "thanks"},
+        {"role": "assistant", "content": "you are welcome"},
+        {"role": "user", "content": "short question"},
+    ]
+    body = {"model": "auto", "messages": history, "max_tokens": 100}
+    r = PolicyRequest.from_body(body)
+    d = await engine.decide(classified("chat"), r)
+    assert d.model == "local" and d.context_trimmed  # old turns go, the rest fits
+    one = {"model": "auto", "messages": history[:1], "max_tokens": 3500}
+    d = await engine.decide(classified("chat"), PolicyRequest.from_body(one))
+    assert d.model == "small" and "capability:skip=local" in d.rule

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from policy_helpers import make_config
 
 from mixroute.policy import PolicyEngine
-from mixroute.policy.context import trim_messages
+from mixroute.policy.context import trim_floor, trim_messages
 from mixroute.tokens import count_message_tokens
 
 WORDS = " ".join(f"word{i}" for i in range(200))
@@ -42,11 +42,12 @@ def test_trim_keeps_system_and_latest_turns_within_budget() -> None:
     assert body == msgs[len(msgs) - len(body) :]
 
 
-def test_oversized_latest_turns_are_cut_from_the_front() -> None:
+def test_latest_turns_are_never_cut() -> None:
     msgs = _conversation(3)
-    out, _ = trim_messages(msgs, 150, keep_last=2)
-    assert count_message_tokens(out) <= 150
-    assert out[-1]["content"] == "and finally?"
+    out, dropped = trim_messages(msgs, 150, keep_last=2)
+    assert out[-2:] == msgs[-2:] and dropped == 5
+    assert count_message_tokens(out) <= trim_floor(msgs, 2)
+    assert trim_floor(msgs[:2], 2) == count_message_tokens(msgs[:2])
 
 
 def test_tool_results_are_not_orphaned() -> None:

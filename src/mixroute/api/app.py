@@ -15,6 +15,9 @@ from starlette.routing import Route
 
 from mixroute.classify.base import Classifier
 from mixroute.config.schema import MixrouteConfig
+from mixroute.errors import ClientError
+from mixroute.policy.engine import PolicyEngine
+from mixroute.policy.wiring import build_engine
 from mixroute.state.ledger import Ledger
 from mixroute.upstream.pool import RetryPolicy, UpstreamPool
 
@@ -28,6 +31,7 @@ def build_gateway(
     classifier: Classifier | None = None,
     retry: RetryPolicy | None = None,
     config_text: str | None = None,
+    engine: PolicyEngine | None = None,
 ) -> Gateway:
     """The gateway and its parts, built from ``config`` (not yet started)."""
     if classifier is None:
@@ -40,12 +44,20 @@ def build_gateway(
         from mixroute.config import default_config_text
 
         config_text = default_config_text()
+    pool = UpstreamPool(config, retry)
+    if engine is None:
+        breakers = pool.breakers
+        engine = build_engine(
+            config,
+            breaker_state=lambda m: breakers[m].state if m in breakers else None,
+        )
     return Gateway(
         config,
         classifier,
-        UpstreamPool(config, retry),
+        pool,
         Ledger(config.server.ledger_path),
         config_text=config_text,
+        engine=engine,
     )
 
 
@@ -78,6 +90,33 @@ def create_app(
             data.insert(1, _alias(f"auto:{r.name}", created, f"route {r.name}"))
         return JSONResponse({"object": "list", "data": data})
 
+    async def feedback(request: Request) -> Response:
+        # POST /v1/feedback {"request_id": ..., "rating": true | "up" | 0..1}
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        rid = data.get("request_id") if isinstance(data, dict) else None
+        try:
+            if gw.engine is None:
+                raise ClientError("Feedback needs the policy engine.", status=404)
+            if not isinstance(rid, str) or not rid:
+                raise ClientError(
+                    "Send a JSON object with 'request_id' and 'rating'.",
+                    param="request_id",
+                    code="missing_required_parameter",
+                )
+            if not await gw.engine.rate(rid, data.get("rating")):
+                raise ClientError(
+                    f'No request with id "{rid[:128]}" is known to this gateway.',
+                    status=404,
+                    param="request_id",
+                    code="request_not_found",
+                )
+        except ClientError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse({"object": "feedback", "request_id": rid, "ok": True})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -107,6 +146,7 @@ def create_app(
         ),
         Route("/v1/classify", ClassifyEndpoint(gw), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

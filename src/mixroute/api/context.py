@@ -51,6 +51,7 @@ class RequestContext:
     response_started: bool = False
     messages: list[Any] | None = None
     prompt_text: str | None = None
+    context_trimmed: bool = False
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -80,6 +81,9 @@ class RequestContext:
                 )
             headers.append((b"x-mixroute-fallbacks", str(self.fallbacks).encode()))
             headers.append((b"x-mixroute-cache", b"miss"))
+            headers.append((b"x-mixroute-rule", d.rule.encode()))
+            if self.context_trimmed:
+                headers.append((b"x-mixroute-context", b"trimmed"))
         return headers
 
     def to_row(self, config: MixrouteConfig) -> UsageRow:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from mixroute.errors import ClientError, UpstreamError
+from mixroute.policy.wiring import SESSION_HEADER, policy_request
 from mixroute.providers.base import Kind
 from mixroute.upstream.pool import dumps
 
@@ -114,7 +115,15 @@ class CompletionEndpoint:
         else:
             ctx.prompt_text = _prompt_text(data.get("prompt"))
 
-        ctx.decision = await gw.decide(req.model, pending)
+        preq = None
+        if gw.engine is not None:
+            preq = policy_request(
+                data,
+                request_id=ctx.request_id,
+                key_id=ctx.key,
+                headers={SESSION_HEADER: header(scope, b"x-session-id") or ""},
+            )
+        ctx.decision = await gw.decide(req.model, pending, request=preq)
         max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
         ctx.candidates = await gw.plan(ctx, len(body), max_out)
         headers = _forwarded(scope, ctx)

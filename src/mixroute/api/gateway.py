@@ -24,6 +24,9 @@ from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import ClientError, UpstreamError
 from mixroute.policy.decision import RoutingDecision, SeedPolicy
+from mixroute.policy.engine import PolicyEngine
+from mixroute.policy.request import PolicyRequest
+from mixroute.policy.wiring import body_for_model, outcome_of
 from mixroute.providers import get_provider
 from mixroute.providers.base import Kind, Usage
 from mixroute.state.ledger import Ledger
@@ -57,12 +60,16 @@ class Gateway:
         *,
         policy: SeedPolicy | None = None,
         config_text: str | None = None,
+        engine: PolicyEngine | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
         self.pool = pool
         self.ledger = ledger
         self.policy = policy or SeedPolicy(config)
+        # The policy engine (issue 4); None keeps the seed policy alone.
+        self.engine = engine
+        self._policy_tasks: set[asyncio.Task[None]] = set()
         self.executor = ThreadPoolExecutor(
             config.server.classify_workers, thread_name_prefix="mixroute-classify"
         )
@@ -81,6 +88,8 @@ class Gateway:
         self.classifier_warm = True
 
     async def stop(self) -> None:
+        if self._policy_tasks:
+            await asyncio.gather(*self._policy_tasks, return_exceptions=True)
         await self.pool.close()
         self.ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -100,8 +109,14 @@ class Gateway:
         self,
         model: str,
         pending: asyncio.Future[Classification] | None,
+        *,
+        request: PolicyRequest | None = None,
     ) -> RoutingDecision:
         """The routing decision for the ``model`` field of a request."""
+        if self.engine is not None and request is not None and self._known(model):
+            if model != "auto" or pending is not None:
+                c = await pending if pending is not None else None
+                return await self.engine.decide(c, request)
         if model == "auto":
             if pending is None:
                 raise ClientError("There is no prompt to classify.", param="messages")
@@ -119,6 +134,31 @@ class Gateway:
             type="invalid_request_error",
         )
 
+    def _known(self, model: str) -> bool:
+        return model in self.models or model in self.valid_names
+
+    def _trims(self, ctx: RequestContext) -> bool:
+        # The policy engine condenses chat history per model (policy/context.py).
+        e = self.engine
+        return e is not None and e.config.policies.context.trim and bool(ctx.messages)
+
+    def _trim_floor(self, ctx: RequestContext, tokens: int) -> int:
+        # With trimming, a model only has to hold the latest turns.
+        if self.engine is None or not self._trims(ctx):
+            return tokens
+        return self.engine.min_prompt_tokens(ctx.messages or [])
+
+    def body_for(
+        self, ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """``body`` for one candidate: reasoning parameters, condensed history."""
+        if self.engine is None or ctx.decision is None:
+            return body
+        out, ctx.context_trimmed = body_for_model(
+            self.engine, ctx.decision, model.name, body
+        )
+        return out
+
     # plan --------------------------------------------------------------------
 
     async def plan(
@@ -134,7 +174,8 @@ class Gateway:
         if len(fits) < len(models):
             tokens = await self._count_prompt(ctx)
             ctx.prompt_tokens = tokens
-            fits = [m for m in models if tokens + need <= m.context_window]
+            floor = self._trim_floor(ctx, tokens)
+            fits = [m for m in models if floor + need <= m.context_window]
             if not fits:
                 window = max(m.context_window for m in models)
                 raise ClientError(
@@ -195,7 +236,11 @@ class Gateway:
             key = self.pool.api_key(model.name)
             try:
                 req = provider.build_request(
-                    model, kind, body, stream=False, api_key=key
+                    model,
+                    kind,
+                    self.body_for(ctx, model, body),
+                    stream=False,
+                    api_key=key,
                 )
                 data = await self.pool.request_json(model, req, headers)
                 if not isinstance(data, Mapping):
@@ -267,6 +312,8 @@ class Gateway:
             ctx.usage = Usage(prompt, (ctx.output_chars + 3) // 4)
         row = ctx.to_row(self.config)
         self.ledger.record(row)
+        if self.engine is not None and ctx.decision is not None:
+            self._record_policy(ctx, row)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 '%s "%s" %d model=%s route=%s fallbacks=%d tokens=%d/%d %.1fms',
@@ -280,6 +327,30 @@ class Gateway:
                 row.output_tokens,
                 row.latency_ms,
             )
+
+    def _record_policy(self, ctx: RequestContext, row: Any) -> None:
+        assert self.engine is not None and ctx.decision is not None
+        outcome = outcome_of(
+            status=row.status,
+            model=ctx.model,
+            tried=ctx.models_tried,
+            latency_ms=row.latency_ms,
+            ttft_ms=row.ttft_ms,
+            cost_usd=row.cost_usd,
+        )
+        task = asyncio.ensure_future(
+            _quietly(self.engine.record(ctx.decision, outcome), ctx.request_id)
+        )
+        self._policy_tasks.add(task)
+        task.add_done_callback(self._policy_tasks.discard)
+
+
+async def _quietly(work: Any, request_id: str) -> None:
+    # Policy bookkeeping must never fail a request that already has its answer.
+    try:
+        await work
+    except Exception:
+        log.exception("request %s: recording the policy outcome failed", request_id)
 
 
 def _str(value: Any) -> str | None:

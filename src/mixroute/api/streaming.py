@@ -102,7 +102,8 @@ async def stream(
         key = gateway.pool.api_key(model.name)
         client.held = []
         try:
-            req = provider.build_request(model, kind, body, stream=True, api_key=key)
+            sent = gateway.body_for(ctx, model, body)
+            req = provider.build_request(model, kind, sent, stream=True, api_key=key)
             resp = await gateway.pool.open_stream(model, req, headers)
         except ClientError as exc:
             failures.append(f"{model.name} ({exc.message})")

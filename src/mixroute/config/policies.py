@@ -120,8 +120,10 @@ class FeedbackConfig(_Strict):
     """Quality learned from ratings: a Beta prior from the configured quality."""
 
     enabled: bool = True
-    path: str = Field(
-        "mixroute-feedback.sqlite", description="SQLite file; ':memory:' for none"
+    path: str | None = Field(
+        None,
+        description="SQLite file; null: mixroute-feedback.sqlite beside the usage "
+        "ledger (in memory when the ledger is); ':memory:' keeps nothing",
     )
     prior_strength: float = Field(
         10.0, gt=0, description="weight of the configured quality, in ratings"

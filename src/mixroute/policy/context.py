@@ -5,10 +5,10 @@ are the latest ``keep_last`` messages; older turns are then added back newest
 first while the total (counted with the shipped tokenizer, see
 ``mixroute.tokens``) stays within the budget. Dropped turns are replaced by one
 system note saying how many were left out, so the model knows the history is
-partial. If even the kept messages exceed the budget, the oldest kept
-messages' text is cut from the front (the end of a message is usually what
-the next turn answers). A tool result is never kept without the assistant
-message that called it: an orphaned tool message is dropped too.
+partial. The kept messages are never cut: when they alone exceed the budget
+(``trim_floor``), the model cannot serve the request and is skipped. A tool
+result is never kept without the assistant message that called it: an
+orphaned tool message is dropped too.
 
 A route may name a ``summariser`` model; the gateway may pass a
 ``Summariser`` to condense the dropped turns instead of only noting them.
@@ -22,11 +22,11 @@ from typing import Any
 from mixroute.tokens import (
     MESSAGE_OVERHEAD,
     count_message_tokens,
-    count_tokens,
-    message_text,
 )
 
 Message = Mapping[str, Any]
+# Tokens the "earlier messages were left out" note takes.
+_NOTE_COST = MESSAGE_OVERHEAD + 16
 # (model name, dropped messages) -> a summary text. Optional hook.
 Summariser = Callable[[str, Sequence[Message]], Awaitable[str]]
 
@@ -42,7 +42,7 @@ def trim_messages(
     rest = [m for m in msgs if m.get("role") != "system"]
     kept = rest[-keep_last:] if keep_last else []
     older = rest[: len(rest) - len(kept)]
-    note_cost = MESSAGE_OVERHEAD + 16
+    note_cost = _NOTE_COST
     used = count_message_tokens(system) + count_message_tokens(kept) + note_cost
     added: list[dict[str, Any]] = []
     for m in reversed(older):
@@ -53,8 +53,6 @@ def trim_messages(
         used += cost
     body = _drop_orphans(added + kept)
     dropped = len(rest) - len(body)
-    if used > budget:
-        body = _cut_front(body, budget - count_message_tokens(system) - note_cost)
     note = {
         "role": "system",
         "content": f"[{dropped} earlier messages were left out to fit the "
@@ -64,24 +62,18 @@ def trim_messages(
     return head + body, dropped
 
 
+def trim_floor(messages: Sequence[Message], keep_last: int = 2) -> int:
+    """The fewest prompt tokens the trim can reach: system messages, the
+    latest ``keep_last`` messages and the note."""
+    system = [m for m in messages if m.get("role") == "system"]
+    rest = [m for m in messages if m.get("role") != "system"]
+    kept = _drop_orphans([dict(m) for m in rest[-keep_last:]])
+    if len(kept) == len(rest):
+        return count_message_tokens(messages)
+    return count_message_tokens(system) + count_message_tokens(kept) + _NOTE_COST
+
+
 def _drop_orphans(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
     while body and body[0].get("role") == "tool":
         body = body[1:]
     return body
-
-
-def _cut_front(body: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    out = [dict(m) for m in body]
-    for m in out:
-        while True:
-            excess = count_message_tokens(out) - budget
-            text = message_text(m.get("content"))
-            if excess <= 0 or not text:
-                break
-            # Characters per token of this text, plus a margin, so each pass
-            # shrinks the text and the loop ends.
-            drop = int(excess * len(text) / max(1, count_tokens(text))) + 8
-            m["content"] = "…" + text[drop:] if drop < len(text) else ""
-        if count_message_tokens(out) <= budget:
-            break
-    return out

@@ -47,10 +47,10 @@ from mixroute.policy.capabilities import (
     route_effort,
 )
 from mixroute.policy.clock import Clock, SystemClock
-from mixroute.policy.context import trim_messages
+from mixroute.policy.context import trim_floor, trim_messages
 from mixroute.policy.costq import blended_price, rank_cost_quality, worst_case_cost
 from mixroute.policy.decision import PolicyTrace, RoutingDecision, SeedPolicy
-from mixroute.policy.feedback import FeedbackBook
+from mixroute.policy.feedback import FeedbackBook, feedback_path
 from mixroute.policy.health import CircuitState, HealthView
 from mixroute.policy.references import check_policy_references
 from mixroute.policy.request import Outcome, PolicyRequest
@@ -68,7 +68,7 @@ class PolicyEngine:
     tells the time (``FakeClock`` in tests); ``difficulty_scorer`` scores a
     prompt's hard probability for cost-quality routing (the classification's
     ``hard_probability`` serves without one); ``feedback`` is the ratings book
-    (default: a SQLite file at ``policies.feedback.path`` when enabled);
+    (default: the SQLite file ``feedback_path(config)`` when enabled);
     ``breaker_state`` reads the upstream circuit breakers by model name.
     Raises ``ConfigError`` when the policies name unknown models or routes.
     """
@@ -98,7 +98,7 @@ class PolicyEngine:
         self.time_rules = TimeRules(p.time_rules, p.timezone)
         self.health = HealthView(p.health, breaker_state)
         if feedback is None and p.feedback.enabled:
-            feedback = FeedbackBook(p.feedback.path)
+            feedback = FeedbackBook(feedback_path(config))
         self.feedback = feedback
         self._models = {m.name: m for m in config.models}
 
@@ -278,6 +278,7 @@ class PolicyEngine:
         roomy = [
             m for m in able if fits(self._model(m), req.prompt_tokens, req.max_tokens)
         ]
+        floor = self.min_prompt_tokens(req.messages) if req.messages else None
         tight = [m for m in able if m not in roomy]
         trim_ok = self.config.policies.context.trim
         if not trim_ok:
@@ -291,8 +292,23 @@ class PolicyEngine:
                 )
             return roomy, skipped + tight, False
         # Keep the order the rules chose; a model that cannot hold the history
-        # still serves, with older turns condensed.
-        return able, skipped, bool(tight) and able[0] in tight
+        # still serves, with older turns condensed, if the latest turns fit.
+        trimmable = [
+            m
+            for m in tight
+            if floor is not None and fits(self._model(m), floor, req.max_tokens)
+        ]
+        kept = [m for m in able if m in roomy or m in trimmable]
+        if not kept:
+            raise ClientError(
+                f"The prompt ({req.prompt_tokens} tokens) and max_tokens do not "
+                "fit the context window of any candidate, even with older turns "
+                f"left out ({', '.join(able)}).",
+                code="context_length_exceeded",
+                param="messages",
+            )
+        lost = [m for m in able if m not in kept]
+        return kept, skipped + lost, kept[0] in trimmable
 
     def _order_by_health(
         self, order: list[str], now: float
@@ -435,6 +451,10 @@ class PolicyEngine:
         out, dropped = trim_messages(messages, max(1, budget), keep)
         changed = dropped > 0 or out != [dict(x) for x in messages]
         return out, changed
+
+    def min_prompt_tokens(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """The prompt tokens left after the fullest trim (``trim_floor``)."""
+        return trim_floor(messages, self.config.policies.context.keep_last_messages)
 
     def _model(self, name: str) -> ModelConfig:
         return self._models[name]

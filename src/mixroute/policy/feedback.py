@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 
 _SCHEMA = (
@@ -205,3 +206,14 @@ def write_training_rows(rows: list[dict[str, Any]], out: Path) -> int:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(rows)
+
+
+def feedback_path(config: MixrouteConfig) -> str:
+    """Where the feedback book lives: ``policies.feedback.path``, else beside
+    the usage ledger (in memory when the ledger is)."""
+    if config.policies.feedback.path:
+        return config.policies.feedback.path
+    ledger = config.server.ledger_path
+    if ledger == ":memory:":
+        return ":memory:"
+    return str(Path(ledger).expanduser().with_name("mixroute-feedback.sqlite"))
