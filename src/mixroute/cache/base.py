@@ -38,28 +38,33 @@ class CachedAnswer:
 
 @dataclass(frozen=True)
 class StoredEntry:
-    """A payload as a backend returns it."""
+    """A payload as a backend returns it, and how it was found."""
 
     payload: bytes
     similarity: float
+    exact: bool
+
+
+@dataclass(frozen=True)
+class Similar:
+    """The similarity part of a lookup: a unit ``embedding`` of the text, the
+    ``threshold`` a match needs, and ``accept``, which a candidate's payload
+    must also pass (a few best candidates are tried)."""
+
+    embedding: Vector
+    threshold: float
+    accept: Callable[[bytes], bool]
 
 
 class CacheBackend(Protocol):
     """Storage for cache entries; never decides what is cacheable."""
 
-    async def get(self, scope_key: str, key: str) -> StoredEntry | None:
-        """The live entry under ``key`` (marking it recently used), or None."""
-        ...
-
-    async def nearest(
-        self,
-        scope_key: str,
-        embedding: Vector,
-        threshold: float,
-        accept: Callable[[bytes], bool],
+    async def lookup(
+        self, scope_key: str, key: str, similar: Similar | None
     ) -> StoredEntry | None:
-        """The most similar live entry in the scope at or above ``threshold``
-        whose payload ``accept`` takes (a few best candidates are tried)."""
+        """The live entry under ``key``; failing that, with ``similar``, the
+        most similar accepted live entry in the scope. Marks it recently used.
+        """
         ...
 
     async def put(

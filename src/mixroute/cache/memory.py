@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixroute.cache.base import CANDIDATES, StoredEntry, Vector
+from mixroute.cache.base import CANDIDATES, Similar, StoredEntry, Vector
 
 # Expired entries are found when touched; each put also checks this many of
 # the least recently used, so entries nobody asks for again still go.
@@ -102,28 +102,23 @@ class MemoryCacheBackend:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, scope_key: str, key: str) -> StoredEntry | None:
-        entry = self._live(key)
-        if entry is None or entry.scope_key != scope_key:
-            return None
-        self._mark_used(key, entry)
-        return StoredEntry(entry.payload, 1.0)
-
-    async def nearest(
-        self,
-        scope_key: str,
-        embedding: Vector,
-        threshold: float,
-        accept: Callable[[bytes], bool],
+    async def lookup(
+        self, scope_key: str, key: str, similar: Similar | None
     ) -> StoredEntry | None:
+        entry = self._live(key)
+        if entry is not None and entry.scope_key == scope_key:
+            self._mark_used(key, entry)
+            return StoredEntry(entry.payload, 1.0, exact=True)
         index = self._scopes.get(scope_key)
-        if index is None:
+        if similar is None or index is None:
             return None
-        for key, score in index.ranked(embedding, threshold)[:CANDIDATES]:
-            entry = self._live(key)
-            if entry is not None and accept(entry.payload):
-                self._mark_used(key, entry)
-                return StoredEntry(entry.payload, score)
+
+        ranked = index.ranked(similar.embedding, similar.threshold)
+        for candidate, score in ranked[:CANDIDATES]:
+            entry = self._live(candidate)
+            if entry is not None and similar.accept(entry.payload):
+                self._mark_used(candidate, entry)
+                return StoredEntry(entry.payload, score, exact=False)
         return None
 
     async def put(

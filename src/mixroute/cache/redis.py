@@ -5,9 +5,10 @@ Debian's ``redis-server`` (7.0 here) ships without RediSearch, so there is no
 are a Redis hash (entry key -> float32 bytes) and similarity is brute force in
 numpy on the replica. That stays cheap because a scope (one tenant, model,
 parameter set and conversation prefix) is bounded by
-``max_entries_per_scope``, and each replica keeps the scope's matrix locally,
-refetching it only when the scope's version token changes (every put or
-removal sets a new random token).
+``max_entries_per_scope``, and each replica keeps the scope's matrix locally.
+A lookup reads the scope's version token (a new random one on every change of
+its vectors); when it moved, the replica lists the scope's entry keys and
+fetches only the vectors it does not have.
 
 Key layout under ``<prefix>cache:``: ``e:<entry>`` the payload with the TTL,
 ``v:<scope>`` the vectors, ``n:<scope>`` the version token, ``l:<scope>`` the
@@ -20,13 +21,12 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
 
-from mixroute.cache.base import CANDIDATES, StoredEntry, Vector
+from mixroute.cache.base import CANDIDATES, Similar, StoredEntry, Vector
 from mixroute.state.redis import as_state_unavailable
 
 # Use times in microseconds from the server clock, made strictly increasing by
@@ -90,25 +90,31 @@ if extra > 0 then
   for _, member in ipairs(old) do drop_member(p, member) end
 end
 
-redis.call('SET', p .. 'n:' .. s, ARGV[9], 'PX', ttl)
+if ARGV[5] ~= '' then
+  redis.call('SET', p .. 'n:' .. s, ARGV[9], 'PX', ttl)
+else
+  redis.call('PEXPIRE', p .. 'n:' .. s, ttl)
+end
 redis.call('PEXPIRE', p .. 'v:' .. s, ttl)
 redis.call('PEXPIRE', p .. 'l:' .. s, ttl)
 return 1
 """
 )
 
-# ARGV: prefix, scope, entry. Returns the payload and marks it used, or nil.
+# ARGV: prefix, scope, entry. Returns {payload, version}: the payload (marked
+# used) or false, and the scope's vector version token or false, so an exact
+# miss learns in the same round trip whether its local matrix is current.
 _GET = (
     _NOW_US
     + """
 local p, s, e = ARGV[1], ARGV[2], ARGV[3]
+local version = redis.call('GET', p .. 'n:' .. s)
 local payload = redis.call('GET', p .. 'e:' .. e)
-if not payload then
-  return false
+if payload then
+  redis.call('ZADD', p .. 'l:' .. s, 'XX', nows, e)
+  redis.call('ZADD', p .. 'lru', 'XX', nows, s .. '|' .. e)
 end
-redis.call('ZADD', p .. 'l:' .. s, 'XX', nows, e)
-redis.call('ZADD', p .. 'lru', 'XX', nows, s .. '|' .. e)
-return payload
+return {payload, version}
 """
 )
 
@@ -163,36 +169,44 @@ class RedisCacheBackend:
         self._forget = client.register_script(_FORGET)
         self._matrices: OrderedDict[str, _Matrix] = OrderedDict()
 
-    async def get(self, scope_key: str, key: str) -> StoredEntry | None:
-        with as_state_unavailable():
-            payload = await self._get(keys=[], args=[self.prefix, scope_key, key])
-        return None if payload is None else StoredEntry(_as_bytes(payload), 1.0)
-
-    async def nearest(
-        self,
-        scope_key: str,
-        embedding: Vector,
-        threshold: float,
-        accept: Callable[[bytes], bool],
+    async def lookup(
+        self, scope_key: str, key: str, similar: Similar | None
     ) -> StoredEntry | None:
-        matrix = await self._matrix(scope_key, embedding.shape[0])
-        if matrix is None or not matrix.keys:
+        payload, version = await self._fetch(scope_key, key)
+        if payload is not None:
+            return StoredEntry(payload, 1.0, exact=True)
+        if similar is None or version is None:
             return None
-        scores = matrix.vectors @ embedding
-        rows = np.flatnonzero(scores >= threshold)
+
+        dim = similar.embedding.shape[0]
+        matrix = await self._matrix(scope_key, version, dim)
+        if not matrix.keys:
+            return None
+        scores = matrix.vectors @ similar.embedding
+        rows = np.flatnonzero(scores >= similar.threshold)
         best = rows[np.argsort(-scores[rows], kind="stable")][:CANDIDATES]
         for row in best:
-            key = matrix.keys[row]
-            found = await self.get(scope_key, key)
-            if found is not None:
-                if accept(found.payload):
-                    return StoredEntry(found.payload, float(scores[row]))
-                continue
-            with as_state_unavailable():
-                await self._forget(
-                    keys=[], args=[self.prefix, scope_key, key, uuid.uuid4().hex]
-                )
+            candidate = matrix.keys[row]
+            found, _ = await self._fetch(scope_key, candidate)
+            if found is None:
+                with as_state_unavailable():
+                    args = [self.prefix, scope_key, candidate, uuid.uuid4().hex]
+                    await self._forget(keys=[], args=args)
+            elif similar.accept(found):
+                return StoredEntry(found, float(scores[row]), exact=False)
         return None
+
+    async def _fetch(
+        self, scope_key: str, key: str
+    ) -> tuple[bytes | None, bytes | None]:
+        with as_state_unavailable():
+            payload, version = await self._get(
+                keys=[], args=[self.prefix, scope_key, key]
+            )
+        return (
+            None if payload is None else _as_bytes(payload),
+            None if version is None else _as_bytes(version),
+        )
 
     async def put(
         self, scope_key: str, key: str, embedding: Vector | None, payload: bytes
@@ -217,31 +231,38 @@ class RedisCacheBackend:
         if self._close_client:
             await self.client.aclose()
 
-    async def _matrix(self, scope_key: str, dim: int) -> _Matrix | None:
-        """The scope's vectors, from the local copy while its version holds."""
-        with as_state_unavailable():
-            version = await self.client.get(f"{self.prefix}n:{scope_key}")
-        if version is None:
-            self._matrices.pop(scope_key, None)
-            return None
-        version = _as_bytes(version)
+    async def _matrix(self, scope_key: str, version: bytes, dim: int) -> _Matrix:
+        """The scope's vectors: the local copy if it has ``version``, else the
+        local copy brought up to date (only rows it lacks are fetched)."""
         local = self._matrices.get(scope_key)
-        if local is not None and local.version == version:
-            self._matrices.move_to_end(scope_key)
-            return local if local.vectors.shape[1] == dim else None
-
-        with as_state_unavailable():
-            raw = await self.client.hgetall(f"{self.prefix}v:{scope_key}")
-        keys: list[str] = []
-        rows: list[Vector] = []
-        for field, blob in raw.items():
-            if len(blob) != 4 * dim:
-                continue  # written by an encoder of another width
-            keys.append(_as_bytes(field).decode())
-            rows.append(np.frombuffer(_as_bytes(blob), dtype="<f4"))
-        vectors = np.vstack(rows) if rows else np.zeros((0, dim), np.float32)
-        matrix = _Matrix(version, keys, vectors.astype(np.float32, copy=False))
-        self._matrices[scope_key] = matrix
+        if local is None or local.vectors.shape[1] != dim:
+            local = _Matrix(b"", [], np.zeros((0, dim), np.float32))
+        if local.version != version:
+            local = await self._sync(scope_key, version, local)
+            self._matrices[scope_key] = local
+        self._matrices.move_to_end(scope_key)
         while len(self._matrices) > _LOCAL_SCOPES:
             self._matrices.popitem(last=False)
-        return matrix
+        return local
+
+    async def _sync(self, scope_key: str, version: bytes, local: _Matrix) -> _Matrix:
+        name = f"{self.prefix}v:{scope_key}"
+        with as_state_unavailable():
+            current = [_as_bytes(k).decode() for k in await self.client.hkeys(name)]
+        known = {key: row for row, key in enumerate(local.keys)}
+        new = [key for key in current if key not in known]
+        blobs: list[bytes | str | None] = []
+        if new:
+            with as_state_unavailable():
+                blobs = await self.client.hmget(name, new)
+
+        dim = local.vectors.shape[1]
+        keys = [key for key in current if key in known]
+        rows = [local.vectors[known[key]] for key in keys]
+        for key, blob in zip(new, blobs, strict=True):
+            # Gone since HKEYS, or written by an encoder of another width.
+            if blob is not None and len(blob) == 4 * dim:
+                keys.append(key)
+                rows.append(np.frombuffer(_as_bytes(blob), dtype="<f4"))
+        vectors = np.vstack(rows) if rows else np.zeros((0, dim), np.float32)
+        return _Matrix(version, keys, vectors.astype(np.float32, copy=False))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mixroute.cache.base import CacheBackend, CachedAnswer, as_unit_vector
+from mixroute.cache.base import CacheBackend, CachedAnswer, Similar, as_unit_vector
 from mixroute.cache.scope import CacheScope, chat_scope, entry_key, literals
 from mixroute.config.schema import CacheConfig
 from mixroute.state.base import StateUnavailable
@@ -89,18 +89,17 @@ class ResponseCache:
         threshold = self.threshold(route)
         vector = as_unit_vector(embedding) if embedding is not None else None
 
+        similar = None
+        if scope.semantic and vector is not None and threshold is not None:
+            numbers = literals(text)
+            similar = Similar(
+                vector, threshold, lambda payload: _literals_of(payload) == numbers
+            )
+
         try:
-            found = await self.backend.get(scope.key, entry_key(scope, text))
-            exact = found is not None
-            semantic = scope.semantic and found is None
-            if semantic and vector is not None and threshold is not None:
-                numbers = literals(text)
-                found = await self.backend.nearest(
-                    scope.key,
-                    vector,
-                    threshold,
-                    lambda payload: _literals_of(payload) == numbers,
-                )
+            found = await self.backend.lookup(
+                scope.key, entry_key(scope, text), similar
+            )
         except StateUnavailable as exc:
             self._note_failure(exc)
             return None
@@ -111,7 +110,7 @@ class ResponseCache:
         stored = json.loads(found.payload)
         return CachedAnswer(
             response=stored["response"],
-            exact=exact,
+            exact=found.exact,
             similarity=found.similarity,
             age_s=max(0.0, time.time() - float(stored["created"])),
         )
