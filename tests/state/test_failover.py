@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable
 
@@ -124,4 +125,35 @@ async def test_failover_starts_degraded_when_redis_is_down_at_start(
         assert await store.get("k") == "v"
         assert isinstance(store, FailoverStore) and store.degraded
     finally:
+        await store.close()
+
+
+async def test_a_hung_redis_degrades_after_the_timeout(
+    make_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_redis_server()
+    assert server.proc is not None
+    store = FailoverStore(
+        RedisStore.from_url(server.url, timeout_s=0.2), reprobe_s=0.05
+    )
+    try:
+        await store.set("k", "shared")
+        server.proc.send_signal(signal.SIGSTOP)  # alive but not answering
+        start = time.monotonic()
+        assert await store.get("k") is None  # served locally: not there
+        assert time.monotonic() - start < 2
+        assert store.degraded
+        start = time.monotonic()
+        await store.set("k", "local")
+        assert time.monotonic() - start < 0.05  # no more waiting on Redis
+
+        server.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while store.degraded:
+            assert time.monotonic() < deadline, "did not return to Redis"
+            await store.get("k")
+            await asyncio.sleep(0.02)
+        assert await store.get("k") == "shared"
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
         await store.close()
