@@ -394,3 +394,10 @@ async def test_similar_texts_must_agree_on_numbers(make_cache: MakeCache) -> Non
     assert hit is not None
     assert hit.response["choices"][0]["message"]["content"] == "408"
     assert hit.similarity == pytest.approx(0.95, abs=1e-4)
+
+
+async def test_oversized_answers_are_not_stored(make_cache: MakeCache) -> None:
+    cache = make_cache()
+    scope, text = chat_scope("t", "m", body("write a lot"))
+    assert not await cache.store(scope, text, None, completion("x" * (1 << 20)))
+    assert await cache.lookup(scope, text) is None

@@ -181,3 +181,10 @@ async def test_hash_increments(store: StateStore) -> None:
     await store.hincr("ab:tmp", "n", 1, ttl_s=0.1)
     await asyncio.sleep(0.15)
     assert await store.hgetall("ab:tmp") == {}
+
+
+async def test_an_unbounded_limit_is_accepted(store: StateStore) -> None:
+    assert await store.reserve("budget:open", 5.0, float("inf"), 60)
+    assert await store.reserve("budget:open", 1e9, 1e9 + 5, 60)
+    assert not await store.reserve("budget:open", 1e9, 1e9, 60)
+    assert await store.amount("budget:open") == pytest.approx(1e9 + 5)

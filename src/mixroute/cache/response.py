@@ -31,6 +31,10 @@ log = logging.getLogger("mixroute.cache")
 # reason means a cut stream, and a content filter stop is not worth repeating.
 COMPLETE_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "function_call"})
 
+# Answers larger than this are not stored: one entry must not crowd out
+# thousands, and a big answer is rarely asked for again word for word.
+MAX_ANSWER_BYTES = 1 << 20
+
 
 def is_complete_answer(answer: Mapping[str, Any]) -> bool:
     """Whether ``answer`` is a whole ``chat.completion`` fit to be replayed."""
@@ -142,6 +146,8 @@ class ResponseCache:
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode("utf-8")
+        if len(payload) > MAX_ANSWER_BYTES:
+            return False
 
         try:
             await self.backend.put(

@@ -22,12 +22,14 @@ Conventions shared by every implementation:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mixroute.errors import MixrouteError
 
 NANO = 1_000_000_000  # budget fixed-point scale
+_NANO_MAX = 2**62
 
 
 class StateUnavailable(MixrouteError):
@@ -63,8 +65,15 @@ class CircuitState:
 
 
 def to_nano(amount: float) -> int:
-    """``amount`` in integer billionths (rounded), the unit budgets are kept in."""
-    return round(amount * NANO)
+    """``amount`` in integer billionths (rounded), the unit budgets are kept in.
+
+    Clamped to ±2**62 (about ±4.6e9 units, infinity included) so sums of two
+    stay inside Redis's signed 64-bit integers.
+    """
+    if math.isnan(amount):
+        raise ValueError("a budget amount must be a number, not NaN")
+    bounded = max(-1e10, min(1e10, amount))  # round(inf) would raise
+    return max(-_NANO_MAX, min(_NANO_MAX, round(bounded * NANO)))
 
 
 def from_nano(amount_nano: int) -> float:
