@@ -41,7 +41,7 @@ async def _rate(
             classified("math"), req(request_id=f"r{i}", key_id="k", user=user)
         )
         await engine.record(d, Outcome(200, model))
-        assert await engine.rate(f"r{i}", rating)
+        assert await engine.rate(f"r{i}", rating, key_id="k")
 
 
 async def test_bayesian_quality_persists_across_restarts(
@@ -55,7 +55,9 @@ async def test_bayesian_quality_persists_across_restarts(
     await _rate(engine, 10, 1.0)
     # (0.55·10 + 10) / (10 + 10)
     assert engine.quality(route, "small") == pytest.approx(0.775)
-    assert not await engine.rate("unknown", 1.0)
+    assert not await engine.rate("unknown", 1.0, key_id="k")
+    # Only the key that made a request may rate it.
+    assert not await engine.rate("r0", 0.0, key_id="someone-else")
     assert engine.feedback is not None
     engine.feedback.close()
     again = engine_for(cfg)

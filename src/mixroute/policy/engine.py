@@ -397,6 +397,7 @@ class PolicyEngine:
             await asyncio.to_thread(
                 self.feedback.remember,
                 req.request_id,
+                req.key_id,
                 req.principal,
                 decision.route,
                 outcome.model,
@@ -409,13 +410,18 @@ class PolicyEngine:
         if decision.trace is not None and decision.trace.reservations:
             await self.budgets.release(decision.trace.reservations)
 
-    async def rate(self, request_id: str, rating: Any) -> bool:
+    async def rate(
+        self, request_id: str, rating: Any, key_id: str | None = None
+    ) -> bool:
         """Record a rating for a remembered request (``POST /v1/feedback``);
-        False when the id is unknown. Raises ``ClientError`` for a bad rating."""
+        False when ``key_id`` made no request with that id. Raises
+        ``ClientError`` for a bad rating."""
         if self.feedback is None:
             raise ClientError("Feedback is disabled in this gateway.", status=404)
         now = self.clock.now().timestamp()
-        return await asyncio.to_thread(self.feedback.rate, request_id, rating, now)
+        return await asyncio.to_thread(
+            self.feedback.rate, request_id, rating, now, key_id
+        )
 
     async def stats(self) -> dict[str, Any]:
         """A/B statistics per test and arm (see ``ABSplitter.stats``)."""

@@ -27,7 +27,7 @@ from mixroute.errors import ClientError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, ts REAL, "
-    "principal TEXT, route TEXT, model TEXT, prompt TEXT)",
+    "owner TEXT NOT NULL, principal TEXT, route TEXT, model TEXT, prompt TEXT)",
     "CREATE TABLE IF NOT EXISTS ratings (request_id TEXT PRIMARY KEY, ts REAL, "
     "rating REAL NOT NULL)",
 )
@@ -84,26 +84,33 @@ class FeedbackBook:
     def remember(
         self,
         request_id: str,
+        owner: str | None,
         principal: str | None,
         route: str | None,
         model: str,
         prompt: str,
         ts: float,
     ) -> None:
-        """Keep what a later rating of ``request_id`` will be about."""
+        """Keep what a later rating of ``request_id`` will be about. ``owner``
+        is the API key id that made the request: only it may rate it. The
+        first request with an id keeps it (a reused id cannot take over)."""
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?)",
-                (request_id, ts, principal, route, model, prompt),
+                "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request_id, ts, owner or "-", principal, route, model, prompt),
             )
 
-    def rate(self, request_id: str, rating: Any, ts: float) -> bool:
+    def rate(
+        self, request_id: str, rating: Any, ts: float, owner: str | None = None
+    ) -> bool:
         """Record a rating (a later one replaces an earlier one); False when
-        the request id is unknown. Raises ``ClientError`` for a bad rating."""
+        no request with that id was made by ``owner`` (the API key id).
+        Raises ``ClientError`` for a bad rating."""
         value = parse_rating(rating)
         with self._lock:
             row = self._conn.execute(
-                "SELECT 1 FROM requests WHERE request_id = ?", (request_id,)
+                "SELECT 1 FROM requests WHERE request_id = ? AND owner = ?",
+                (request_id, owner or "-"),
             ).fetchone()
             if row is None:
                 return False
