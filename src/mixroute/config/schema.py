@@ -9,6 +9,7 @@ from the environment when the config is loaded.
 from __future__ import annotations
 
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -286,6 +287,19 @@ class StateConfig(Strict):
         True, description="serve from local memory while Redis is unreachable"
     )
     reprobe_s: float = Field(2.0, gt=0, description="how often to retry Redis")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, raw: object) -> object:
+        # Checked on the raw mapping so the error carries no copy of the URL.
+        url = raw.get("redis_url") if isinstance(raw, dict) else None
+        if isinstance(url, str) and urlsplit(url).password:
+            raise ValueError(
+                "redis_url holds a password; secrets are never written in the "
+                "config: put the whole URL in the environment variable named by "
+                "state.redis_url_env (MIXROUTE_REDIS_URL by default)"
+            )
+        return raw
 
 
 class CacheConfig(Strict):
