@@ -104,7 +104,9 @@ def as_state_unavailable() -> Iterator[None]:
     try:
         yield
     except (TimeoutError, RedisError, OSError) as exc:
-        raise StateUnavailable(f"Redis failed: {type(exc).__name__}: {exc}") from exc
+        raise StateUnavailable(
+            f"The Redis store failed ({type(exc).__name__}: {exc})."
+        ) from exc
 
 
 def connect(url: str, *, timeout_s: float = 0.5) -> aioredis.Redis:
