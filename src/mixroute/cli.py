@@ -154,12 +154,20 @@ def train(
         "mixroute-head.npz"
     ),
     config: ConfigOpt = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(help="Also learn from the rated requests in this feedback file."),
+    ] = None,
 ) -> None:
     """Fit a calibrated linear head on labelled prompts; point classifier.head at it."""
     from mixroute.classify.train import train_head_cli
 
     cfg = _load(config)
     try:
+        if feedback is not None:
+            from mixroute.policy.feedback import merge_feedback_rows
+
+            file = merge_feedback_rows(cfg, file, feedback)
         train_head_cli(cfg, file, out)
     except MixrouteError as exc:
         raise _fail(str(exc)) from None

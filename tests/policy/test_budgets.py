@@ -89,8 +89,9 @@ async def test_step_down_near_the_limit_then_refuse(
     second = await engine.decide(c, r)
     assert second.model == "medium"
     assert second.rule.endswith("budget:step-down=team")
-    # Fallbacks never cost more than what was reserved.
-    assert "large" not in second.candidates
+    # The reservation covers the dearest fallback the budget can still hold.
+    assert second.candidates == ("medium", "large")
+    assert second.trace is not None and second.trace.reserved_usd == LARGE_WORST
     await engine.record(second, Outcome(200, "medium", cost_usd=0.013))
     # 0.029 spent: only the small model's worst case (0.00075) still fits.
     third = await engine.decide(c, r)

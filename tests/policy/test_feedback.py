@@ -11,7 +11,12 @@ from policy_helpers import classified, make_config, req
 
 from mixroute.errors import ClientError
 from mixroute.policy import FeedbackBook, Outcome, PolicyEngine
-from mixroute.policy.feedback import parse_rating, training_rows, write_training_rows
+from mixroute.policy.feedback import (
+    merge_feedback_rows,
+    parse_rating,
+    training_rows,
+    write_training_rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -126,3 +131,41 @@ async def test_training_rows_from_ratings(
     out = tmp_path / "rows.jsonl"
     assert write_training_rows(rows, out) == 4
     assert json.loads(out.read_text().splitlines()[0])["id"] == "q0"
+
+
+async def test_train_feedback_merges_rows_of_the_same_kind(
+    engine_for: Callable[..., PolicyEngine], tmp_path: Path
+) -> None:
+    db = tmp_path / "fb.sqlite"
+    cfg = make_config(feedback={"path": str(db)})
+    engine = engine_for(cfg)
+    for i, (model, rating) in enumerate([("small", 0.0), ("large", 1.0)]):
+        d = await engine.decide(
+            classified("math"), req(request_id=f"q{i}", text=f"p{i}")
+        )
+        await engine.record(d, Outcome(200, model))
+        await engine.rate(f"q{i}", rating)
+    routes = tmp_path / "routes.jsonl"
+    routes.write_text('{"prompt": "hello", "category": "chat"}\n')
+    merged = merge_feedback_rows(cfg, routes, db)
+    rows = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert rows == [
+        {"prompt": "hello", "category": "chat"},
+        {"prompt": "p0", "category": "math"},
+        {"prompt": "p1", "category": "math"},
+    ]
+    hard = tmp_path / "costq.jsonl"
+    hard.write_text(
+        '{"id": "x", "prompt": "2+2", "weak_correct": 1, "strong_correct": 1}\n'
+    )
+    rows = [
+        json.loads(x)
+        for x in merge_feedback_rows(cfg, hard, db).read_text().splitlines()
+    ]
+    assert rows[1] == {
+        "id": "q0",
+        "prompt": "p0",
+        "weak_correct": 0,
+        "strong_correct": 1,
+    }
+    assert len(rows) == 2  # a strong model rated well says nothing about the weak

@@ -347,12 +347,20 @@ class PolicyEngine:
             tries = cheaper if near and cheaper else [order[0], *cheaper]
         refusals: list[str] = []
         for m in tries:
-            amount = self._worst(m, req)
-            held, refused = await self.budgets.reserve(slots, amount)
-            if not held:
+            own = self._worst(m, req)
+            # Reserve enough for the dearest fallback the budget can hold, so
+            # a failover never spends more than was reserved; fallbacks
+            # dearer than the reservation are dropped.
+            levels = sorted(
+                {w for x in order if (w := self._worst(x, req)) > own}, reverse=True
+            )
+            for amount in [*levels, own]:
+                held, refused = await self.budgets.reserve(slots, amount)
+                if held:
+                    break
                 refusals.append(refused or "")
+            if not held:
                 continue
-            # Fallbacks may not cost more than what was reserved.
             rest = [x for x in order if x != m and self._worst(x, req) <= amount]
             step = None
             if m != order[0]:

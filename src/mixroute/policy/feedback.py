@@ -224,3 +224,41 @@ def feedback_path(config: MixrouteConfig) -> str:
     if ledger == ":memory:":
         return ":memory:"
     return str(Path(ledger).expanduser().with_name("mixroute-feedback.sqlite"))
+
+
+def merge_feedback_rows(config: MixrouteConfig, file: Path, feedback_db: Path) -> Path:
+    """``file``'s training rows plus rows learned from ratings in
+    ``feedback_db``, written beside ``file`` as ``<name>.feedback.jsonl``.
+
+    The rows added match the kind ``file`` holds: difficulty rows (with
+    ``weak_correct``) get the rated rows that carry difficulty labels, route
+    rows (``prompt`` + ``category``) get every rated prompt with its route.
+    The premium model (``policies.default_model``) counts as the strong one.
+    Returns the merged file's path.
+    """
+    if not feedback_db.exists():
+        raise ClientError(f'The feedback file "{feedback_db}" does not exist.')
+    lines = file.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0]) if lines else {}
+    difficulty = isinstance(first, dict) and "weak_correct" in first
+    book = FeedbackBook(str(feedback_db))
+    try:
+        rows = training_rows(book, {config.policies.default_model})
+    finally:
+        book.close()
+    added = []
+    for row in rows:
+        if difficulty and "weak_correct" in row:
+            added.append(
+                {k: row[k] for k in ("id", "prompt", "weak_correct", "strong_correct")}
+            )
+        elif not difficulty and row["category"]:
+            added.append({"prompt": row["prompt"], "category": row["category"]})
+    out = file.with_name(file.stem + ".feedback.jsonl")
+    with out.open("w", encoding="utf-8") as f:
+        for line in lines:
+            if line.strip():
+                f.write(line.rstrip("\n") + "\n")
+        for row in added:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out

@@ -16,6 +16,8 @@ The gateway calls four functions so its own code stays about HTTP:
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +30,7 @@ from mixroute.policy.request import Outcome, PolicyRequest
 from mixroute.policy.store import PolicyStore
 
 SESSION_HEADER = "x-session-id"
+log = logging.getLogger("mixroute.policy")
 
 
 def policy_request(
@@ -99,6 +102,18 @@ def outcome_of(
     )
 
 
+def builtin_scorer() -> object | None:
+    """The shipped difficulty scorer (``classify.difficulty``), or None when
+    it is not installed or its artifact is missing."""
+    try:
+        module = importlib.import_module("mixroute.classify.difficulty")
+        scorer: object | None = module.DifficultyScorer.load_builtin()
+    except Exception:  # an optional part: its absence only disables scoring
+        log.info("no difficulty scorer; cost-quality uses hard_probability")
+        return None
+    return scorer
+
+
 def build_engine(
     config: MixrouteConfig,
     store: PolicyStore | None = None,
@@ -107,6 +122,8 @@ def build_engine(
     difficulty_scorer: object | None = None,
 ) -> PolicyEngine:
     """The engine the gateway uses (see the module doc)."""
+    if difficulty_scorer is None:
+        difficulty_scorer = builtin_scorer()
     book = None
     if config.policies.feedback.enabled:
         book = FeedbackBook(feedback_path(config))
