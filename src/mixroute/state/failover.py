@@ -9,7 +9,9 @@ logs one INFO line and returns to Redis.
 What degraded mode means for correctness: each replica then enforces limits,
 budgets and circuits on its own, so a fleet of N replicas may admit up to N
 times a shared budget until Redis returns. Local state written during the
-outage is not copied back; Redis state from before the outage is used again.
+outage is not copied back; Redis state from before the outage is used again
+(so a reservation made before the outage and settled during it stays at its
+reserved amount in Redis until the budget period ends).
 """
 
 from __future__ import annotations
