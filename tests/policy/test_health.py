@@ -8,6 +8,7 @@ from policy_helpers import classified, make_config, req
 
 from mixroute.policy import FakeClock, Outcome, PolicyEngine
 from mixroute.policy.health import CircuitState
+from mixroute.policy.wiring import outcome_of
 
 
 async def _fail(engine: PolicyEngine, model: str, n: int) -> None:
@@ -73,3 +74,32 @@ async def test_breaker_state_is_read_before_sending(
     engine2 = engine_for()
     engine2.health.report_circuit("small", "open")
     assert (await engine2.decide(classified("math"), req())).model == "medium"
+
+
+async def test_client_faults_do_not_make_a_model_unhealthy(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    engine = engine_for(make_config(health={"min_samples": 1}))
+    for _ in range(5):
+        d = await engine.decide(classified("math"), req())
+        # The upstream answered 400 (a bad parameter): passed on, not a failure.
+        out = outcome_of(
+            status=400,
+            model=None,
+            tried=["small"],
+            latency_ms=5,
+            ttft_ms=None,
+            cost_usd=0.0,
+        )
+        assert out.model == "small" and out.failed == ()
+        await engine.record(d, out)
+    assert (await engine.decide(classified("math"), req())).model == "small"
+    failed = outcome_of(
+        status=503,
+        model=None,
+        tried=["small", "medium"],
+        latency_ms=5,
+        ttft_ms=None,
+        cost_usd=0.0,
+    )
+    assert failed.model is None and failed.failed == ("small", "medium")

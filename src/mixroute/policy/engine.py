@@ -386,7 +386,8 @@ class PolicyEngine:
         for m in outcome.failed:
             self.health.record(m, False, 0.0, now)
         if outcome.model is not None:
-            self.health.record(outcome.model, outcome.ok, outcome.latency_ms, now)
+            ok = outcome.upstream_ok
+            self.health.record(outcome.model, ok, outcome.latency_ms, now)
 
         t = decision.trace
         if t is None:
@@ -394,7 +395,7 @@ class PolicyEngine:
         if t.reservations:
             await self.budgets.settle(t.reservations, outcome.cost_usd)
         if t.ab is not None:
-            ok = outcome.ok and outcome.model == t.ab.model
+            ok = outcome.upstream_ok and outcome.model == t.ab.model
             await self.ab.record(
                 t.ab.test, t.ab.arm, ok, outcome.latency_ms, outcome.cost_usd
             )

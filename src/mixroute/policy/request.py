@@ -110,7 +110,13 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """The client got an answer."""
         return self.status < 400 and self.model is not None
+
+    @property
+    def upstream_ok(self) -> bool:
+        """The answering model did its part (a 4xx is the client's fault)."""
+        return self.status < 500 and self.model is not None
 
 
 def conversation_hash(messages: Sequence[Mapping[str, Any]]) -> str | None:

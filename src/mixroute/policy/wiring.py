@@ -88,9 +88,12 @@ def outcome_of(
     cost_usd: float,
 ) -> Outcome:
     """The outcome the engine records: every tried model but the one that
-    answered counts as failed (an upstream that answered an error status it
-    passed on still counts as answering)."""
+    answered counts as failed. A 4xx status is the client's doing: the last
+    model tried answered it (an upstream's 400 passed on, or a client that
+    hung up mid-answer), so it does not count against that model."""
     answered = model if status < 500 else None
+    if answered is None and 400 <= status < 500 and tried:
+        answered = tried[-1]
     failed = tuple(m for m in tried if m != answered)
     return Outcome(
         status=status,
