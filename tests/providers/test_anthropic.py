@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
+import uvicorn
+import yaml
 from aiohttp import web
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from starlette.applications import Starlette
 
+from fakes import StubClassifier
+from mixroute.api.app import create_app
+from mixroute.config import parse_config
 from mixroute.config.schema import ModelConfig
 from mixroute.errors import (
     ClientError,
@@ -1269,3 +1281,116 @@ async def test_whole_answer_and_error_status_from_a_loopback_server(
             status, data = response.status, await response.json()
     message = PROVIDER.error_message(status, data)
     assert message == "Anthropic API HTTP 401: authentication_error: invalid x-api-key"
+
+
+# Through the gateway --------------------------------------------------------
+
+
+def gateway_app(base_url: str, ledger: str) -> Starlette:
+    raw = {
+        "version": 1,
+        "models": [
+            {
+                "name": "claude",
+                "provider": "anthropic",
+                "base_url": base_url,
+                "model": "claude-test-1",
+                "api_key_env": "MIXROUTE_TEST_ANTHROPIC_KEY",
+                "max_output_tokens": 1024,
+                "price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+                "timeouts": {"connect": 1.0, "read": 5.0, "total": 10.0},
+                "max_retries": 0,
+            }
+        ],
+        "routes": [{"name": "chat", "candidates": ["claude"], "utterances": ["hi"]}],
+        "classifier": {"backend": "tfidf", "head": None},
+        "policies": {"default_model": "claude"},
+        "server": {"ledger_path": ledger},
+    }
+    text = yaml.safe_dump(raw, sort_keys=False)
+    config = parse_config(text, env={})
+    # The stand-in classifier from tests/fakes.py: named models skip it anyway.
+    return create_app(
+        config, classifier=StubClassifier(routes=("chat",)), config_text=text
+    )
+
+
+@contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """The gateway under uvicorn on a free loopback port, in its own thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, loop="asyncio", log_config=None, access_log=False)
+    )
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
+    )
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+async def test_openai_sdk_through_the_gateway_to_anthropic(
+    fake_anthropic: tuple[FakeAnthropic, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, base_url = fake_anthropic
+    monkeypatch.setenv("MIXROUTE_TEST_ANTHROPIC_KEY", KEY)
+    app = gateway_app(base_url, str(tmp_path / "usage.sqlite"))
+    with serve(app) as url:
+        client = openai.AsyncOpenAI(
+            base_url=url, api_key="client-secret", max_retries=0
+        )
+        raw = await client.chat.completions.with_raw_response.create(
+            model="claude",
+            messages=[
+                {"role": "system", "content": "Brief."},
+                {"role": "user", "content": "Weather in Zürich?"},
+            ],
+            tools=[WEATHER],
+            tool_choice="required",
+        )
+        answer = raw.parse()
+        stream = await client.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": "Say hello"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        await client.close()
+        rows = app.state.gateway.ledger.rows()
+
+    assert raw.headers["x-mixroute-model"] == "claude"
+    calls = answer.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "now"]
+    assert json.loads(calls[0].function.arguments) == {"city": "Zürich"}
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert answer.usage is not None and answer.usage.prompt_tokens == 125
+
+    text_out = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text_out == "Hello ☃"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 22
+
+    (headers, whole, _), (_, streamed, _) = fake.requests
+    assert headers["x-api-key"] == KEY
+    assert "client-secret" not in json.dumps(headers)
+    assert whole["system"] == "Brief."
+    assert whole["tool_choice"] == {"type": "any"}
+    assert whole["tools"][0]["name"] == "get_weather"
+    assert streamed["stream"] is True and "stream_options" not in streamed
+    assert [(r["input_tokens"], r["output_tokens"]) for r in rows] == [
+        (125, 30),
+        (15, 7),
+    ]

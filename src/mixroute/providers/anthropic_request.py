@@ -20,8 +20,9 @@ Request fields, by what happens to them:
   (Anthropic always streams usage), ``n: 1``, ``logprobs: false``,
   ``response_format: {"type": "text"}``, ``frequency_penalty``,
   ``presence_penalty``, ``logit_bias``, ``seed``, ``store``, ``metadata``,
-  ``service_tier``, ``reasoning_effort``, ``prediction``, a message's ``name``,
-  an image's ``detail`` and any field this module does not know;
+  ``service_tier``, ``reasoning_effort``, ``prediction``, a tool's ``strict``,
+  a message's ``name``, an image's ``detail`` and any field this module does
+  not know;
 - rejected with ``ClientError`` (400), because the client would get a different
   shape than it asked for: ``n > 1``, ``logprobs`` / ``top_logprobs``, JSON
   ``response_format``, audio, legacy ``functions`` / ``function_call``, and for
