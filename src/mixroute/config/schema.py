@@ -266,6 +266,12 @@ class ServerConfig(Strict):
     classify_workers: int = Field(2, ge=1, le=64)
     upstream_pool_size: int = Field(256, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM, how long in-flight requests may finish"
+    )
+    reload_poll_s: float = Field(
+        1.0, ge=0, description="seconds between config file checks; 0: SIGHUP only"
+    )
 
 
 class StateConfig(Strict):
