@@ -5,11 +5,27 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 from mixroute.config.schema import CircuitBreakerConfig
 
 State = Literal["closed", "open", "half_open"]
+
+
+class Breaker(Protocol):
+    """What the upstream pool needs of a breaker: this module's, or the shared
+    one in ``mixroute.state.circuits`` that every replica sees."""
+
+    @property
+    def state(self) -> State: ...
+
+    def allow(self) -> bool: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self) -> None: ...
+
+    def release_probe(self) -> None: ...
 
 
 class CircuitBreaker:

@@ -34,7 +34,7 @@ from mixroute.errors import (
     UpstreamUnavailable,
 )
 from mixroute.providers.base import UpstreamRequest
-from mixroute.upstream.breaker import CircuitBreaker
+from mixroute.upstream.breaker import Breaker, CircuitBreaker
 
 log = logging.getLogger("mixroute.upstream")
 T = TypeVar("T")
@@ -73,7 +73,8 @@ class UpstreamPool:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.pool_size = config.server.upstream_pool_size
-        self.breakers = {
+        # Replaced by shared breakers when state lives in Redis (api.app).
+        self.breakers: dict[str, Breaker] = {
             m.name: CircuitBreaker(m.circuit_breaker) for m in config.models
         }
         self._timeouts = {
