@@ -58,7 +58,10 @@ BASE: dict[str, Any] = {
         {"name": "math", "candidates": ["small", "medium", "large"]},
         {"name": "chat", "candidates": ["local", "small", "medium"]},
     ],
-    "policies": {"default_model": "large", "feedback": {"path": ":memory:"}},
+    "policies": {
+        "default_model": "large",
+        "feedback": {"path": ":memory:", "refresh_s": 0},
+    },
 }
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday

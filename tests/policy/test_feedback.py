@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from policy_helpers import classified, make_config, req
 
 from mixroute.errors import ClientError
-from mixroute.policy import FeedbackBook, Outcome, PolicyEngine
+from mixroute.policy import FakeClock, FeedbackBook, Outcome, PolicyEngine
 from mixroute.policy.feedback import (
     merge_feedback_rows,
     parse_rating,
@@ -53,11 +54,13 @@ async def test_bayesian_quality_persists_across_restarts(
     engine_for: Callable[..., PolicyEngine], tmp_path: Path
 ) -> None:
     path = str(tmp_path / "fb.sqlite")
-    cfg = make_config(feedback={"path": path, "prior_strength": 10})
+    cfg = make_config(feedback={"path": path, "prior_strength": 10, "refresh_s": 0})
     engine = engine_for(cfg)
     route = cfg.route("math")
     assert engine.quality(route, "small") == pytest.approx(0.55)
     await _rate(engine, 10, 1.0)
+    assert engine.feedback is not None
+    engine.feedback.refresh()  # decisions refresh it; here we ask directly
     # (0.55·10 + 10) / (10 + 10)
     assert engine.quality(route, "small") == pytest.approx(0.775)
     assert not await engine.rate("unknown", 1.0, key_id="k")
@@ -137,7 +140,7 @@ async def test_train_feedback_merges_rows_of_the_same_kind(
     engine_for: Callable[..., PolicyEngine], tmp_path: Path
 ) -> None:
     db = tmp_path / "fb.sqlite"
-    cfg = make_config(feedback={"path": str(db)})
+    cfg = make_config(feedback={"path": str(db), "refresh_s": 0})
     engine = engine_for(cfg)
     for i, (model, rating) in enumerate([("small", 0.0), ("large", 1.0)]):
         d = await engine.decide(
@@ -169,3 +172,27 @@ async def test_train_feedback_merges_rows_of_the_same_kind(
         "strong_correct": 1,
     }
     assert len(rows) == 2  # a strong model rated well says nothing about the weak
+
+
+async def test_scores_refresh_in_the_background_and_old_requests_go(
+    engine_for: Callable[..., PolicyEngine], clock: FakeClock
+) -> None:
+    fb = {"path": ":memory:", "refresh_s": 10, "retain_days": 1}
+    engine = engine_for(make_config(feedback=fb))
+    route = engine.config.route("math")
+    await _rate(engine, 5, 1.0)
+    await _rate(engine, 1, 1.0, start=5)  # this decision scheduled a refresh
+    await asyncio.gather(*engine._background)
+    before = engine.quality(route, "small")
+    assert before > 0.55
+    await _rate(engine, 1, 1.0, start=6)
+    # Within refresh_s the snapshot stays as it was.
+    await engine.decide(classified("math"), req())
+    assert engine.quality(route, "small") == before
+    d = await engine.decide(classified("math"), req(request_id="old", key_id="k"))
+    await engine.record(d, Outcome(200, "small"))
+    clock.advance(2 * 86_400)
+    await engine.decide(classified("math"), req())
+    await asyncio.gather(*engine._background)
+    assert engine.quality(route, "small") > before
+    assert not await engine.rate("old", 1.0, key_id="k")  # forgotten, unrated

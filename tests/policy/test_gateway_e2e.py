@@ -228,7 +228,8 @@ async def test_feedback_steers_a_user_and_is_scoped(
     fakes: dict[str, FakeUpstream], clock: FakeClock
 ) -> None:
     prefs = {"min_ratings": 2, "max_cost_factor": 10}
-    app, gw, _ = _app(_config(fakes, preferences=prefs), clock)
+    fb = {"refresh_s": 0}  # learned scores refresh before every decision
+    app, gw, _ = _app(_config(fakes, preferences=prefs, feedback=fb), clock)
     async with _client(app) as c:
         ids = []
         for i in range(2):

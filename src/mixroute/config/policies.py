@@ -128,6 +128,15 @@ class FeedbackConfig(_Strict):
     prior_strength: float = Field(
         10.0, gt=0, description="weight of the configured quality, in ratings"
     )
+    refresh_s: float = Field(
+        30.0, ge=0, description="seconds between recomputing learned scores"
+    )
+    retain_days: float = Field(
+        30.0, gt=0, description="unrated requests are forgotten after this"
+    )
+    store_prompts: bool = Field(
+        True, description="keep prompt text for `mixroute train --feedback`"
+    )
 
 
 class PreferencesConfig(_Strict):

@@ -101,6 +101,8 @@ class PolicyEngine:
             feedback = FeedbackBook(feedback_path(config))
         self.feedback = feedback
         self._models = {m.name: m for m in config.models}
+        self._refreshed = float("-inf")
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- deciding ---------------------------------------------------------
 
@@ -112,6 +114,7 @@ class PolicyEngine:
         400 when no candidate has the capabilities the request needs, 429
         ``budget_exceeded`` when a budget has no room."""
         now = request.now or self.clock.now()
+        await self._refresh_feedback(now.timestamp())
         base = self._base(classification, request)
         route = self.config.route(base.route) if base.route else None
         explicit = base.rule == "explicit:model"
@@ -201,6 +204,21 @@ class PolicyEngine:
             notes=tuple(notes),
             trace=trace,
         )
+
+    async def _refresh_feedback(self, now: float) -> None:
+        book = self.feedback
+        cfg = self.config.policies.feedback
+        if book is None or not book.dirty or now - self._refreshed < cfg.refresh_s:
+            return
+        self._refreshed = now
+        forget = now - cfg.retain_days * 86_400
+        if cfg.refresh_s == 0:
+            book.refresh(forget)  # tests and tiny books: fresh on every decision
+            return
+        # A snapshot a moment old is fine; the request does not wait for it.
+        task = asyncio.ensure_future(asyncio.to_thread(book.refresh, forget))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _base(self, c: Classification | None, req: PolicyRequest) -> RoutingDecision:
         requested = req.model or "auto"
@@ -410,7 +428,7 @@ class PolicyEngine:
                 req.principal,
                 decision.route,
                 outcome.model,
-                req.text,
+                req.text if self.config.policies.feedback.store_prompts else "",
                 now,
             )
 

@@ -10,7 +10,10 @@ Learned quality is a Bayesian average: the configured quality ``q`` (route
 ``r`` in 0..1 counts as ``r`` successes and ``1 - r`` failures, so the
 posterior mean is ``(q·k + Σr) / (k + n)``. With no ratings it is ``q``; with
 many it approaches the mean rating. Aggregates are recomputed from the file by
-``refresh()`` (the engine calls it when ratings arrived since the last one).
+``refresh()``, which the engine runs off the event loop at most every
+``feedback.refresh_s`` seconds once new ratings arrived; decisions read the
+last snapshot. ``refresh`` also forgets unrated requests older than
+``retain_days``.
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ class FeedbackBook:
         with self._lock:
             for stmt in _SCHEMA:
                 self._conn.execute(stmt)
-        self._dirty = True
+        self.dirty = True
         self._route: dict[tuple[str, str], tuple[float, int]] = {}
         self._user: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self.refresh()  # what earlier runs learned counts from the start
 
     def close(self) -> None:
         with self._lock:
@@ -118,42 +122,43 @@ class FeedbackBook:
                 "INSERT OR REPLACE INTO ratings VALUES (?, ?, ?)",
                 (request_id, ts, value),
             )
-        self._dirty = True
+        self.dirty = True
         return True
 
-    def refresh(self) -> None:
-        """Recompute the per-route and per-user aggregates from the file."""
+    def refresh(self, forget_before: float | None = None) -> None:
+        """Recompute the per-route and per-user aggregates from the file;
+        first forget unrated requests remembered before ``forget_before``
+        (epoch seconds). Blocking: run it in a thread on a server."""
+        self.dirty = False
         q = (
             "SELECT {cols}, SUM(g.rating), COUNT(*) FROM ratings g JOIN requests r "
             "USING (request_id) WHERE r.route IS NOT NULL GROUP BY {cols}"
         )
         with self._lock:
+            if forget_before is not None:
+                self._conn.execute(
+                    "DELETE FROM requests WHERE ts < ? AND request_id NOT IN "
+                    "(SELECT request_id FROM ratings)",
+                    (forget_before,),
+                )
             routes = self._conn.execute(q.format(cols="r.route, r.model")).fetchall()
             users = self._conn.execute(
                 q.format(cols="r.principal, r.route, r.model")
             ).fetchall()
         self._route = {(r, m): (s, n) for r, m, s, n in routes}
         self._user = {(p, r, m): (s, n) for p, r, m, s, n in users if p is not None}
-        self._dirty = False
-
-    def _fresh(self) -> None:
-        if self._dirty:
-            self.refresh()
 
     def quality(self, route: str, model: str, prior: float, strength: float) -> float:
         """The posterior mean quality of ``model`` on ``route`` (module doc)."""
-        self._fresh()
         s, n = self._route.get((route, model), (0.0, 0))
         return (prior * strength + s) / (strength + n)
 
     def counts(self, route: str, model: str) -> tuple[float, int]:
         """Sum of ratings and number of ratings of ``model`` on ``route``."""
-        self._fresh()
         return self._route.get((route, model), (0.0, 0))
 
     def user_rating(self, principal: str, route: str, model: str) -> tuple[float, int]:
         """A user's mean rating of ``model`` on ``route`` and how many."""
-        self._fresh()
         s, n = self._user.get((principal, route, model), (0.0, 0))
         return (s / n if n else 0.0), n
 
