@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from policy_helpers import make_config
+from policy_helpers import classified, make_config, req
 
 from mixroute.policy import PolicyEngine
 from mixroute.policy.context import trim_floor, trim_messages
@@ -70,3 +71,28 @@ def test_engine_prepares_messages_per_model(
     assert changed and count_message_tokens(trimmed) <= 4096 - 500
     same, changed = engine.prepare_messages("large", msgs, 500)
     assert not changed and same == msgs
+
+
+async def test_summariser_hook_replaces_the_note(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    routes = [
+        {"name": "chat", "candidates": ["local"], "summariser": "small"},
+        {"name": "math", "candidates": ["small"]},
+    ]
+    engine = engine_for(make_config(routes=routes))
+    seen: list[tuple[str, int]] = []
+
+    async def summarise(model: str, dropped: Sequence[Mapping[str, Any]]) -> str:
+        seen.append((model, len(dropped)))
+        return "the user asked twenty questions about words."
+
+    msgs = _conversation(20)
+    d = await engine.decide(classified("chat"), req(messages=tuple(msgs)))
+    out, changed = await engine.condense_messages(d, "local", msgs, 500, summarise)
+    assert changed and seen and seen[0][0] == "small"
+    assert out[1]["content"].startswith(f"Summary of {seen[0][1]} earlier messages")
+    assert out[-1] == msgs[-1]
+    # Without a hook the plain note is used.
+    plain, _ = await engine.condense_messages(d, "local", msgs, 500)
+    assert "were left out" in plain[1]["content"]

@@ -77,3 +77,30 @@ def _drop_orphans(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
     while body and body[0].get("role") == "tool":
         body = body[1:]
     return body
+
+
+async def condense_messages(
+    messages: Sequence[Message],
+    budget: int,
+    keep_last: int,
+    summarise: Summariser | None = None,
+    summariser_model: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """``trim_messages``, then, when a summariser is given, the note about the
+    dropped turns replaced by their summary (if it fits the budget; otherwise
+    the plain note stays). Returns the messages and how many were dropped."""
+    out, dropped = trim_messages(messages, budget, keep_last)
+    if not dropped or summarise is None or summariser_model is None:
+        return out, dropped
+    system = [dict(m) for m in messages if m.get("role") == "system"]
+    body = out[len(system) + 1 :]
+    rest = [m for m in messages if m.get("role") != "system"]
+    summary = await summarise(summariser_model, rest[: len(rest) - len(body)])
+    note = {
+        "role": "system",
+        "content": f"Summary of {dropped} earlier messages: {summary.strip()}",
+    }
+    condensed = [*system, note, *body]
+    if count_message_tokens(condensed) <= budget:
+        return condensed, dropped
+    return out, dropped

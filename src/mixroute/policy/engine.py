@@ -47,7 +47,12 @@ from mixroute.policy.capabilities import (
     route_effort,
 )
 from mixroute.policy.clock import Clock, SystemClock
-from mixroute.policy.context import trim_floor, trim_messages
+from mixroute.policy.context import (
+    Summariser,
+    condense_messages,
+    trim_floor,
+    trim_messages,
+)
 from mixroute.policy.costq import blended_price, rank_cost_quality, worst_case_cost
 from mixroute.policy.decision import PolicyTrace, RoutingDecision, SeedPolicy
 from mixroute.policy.feedback import FeedbackBook, feedback_path
@@ -484,6 +489,26 @@ class PolicyEngine:
         out, dropped = trim_messages(messages, max(1, budget), keep)
         changed = dropped > 0 or out != [dict(x) for x in messages]
         return out, changed
+
+    async def condense_messages(
+        self,
+        decision: RoutingDecision,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int | None,
+        summarise: Summariser | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Like ``prepare_messages``, but dropped turns are summarised by the
+        route's ``summariser`` model through ``summarise`` when both are set
+        (the gateway supplies ``summarise``: it knows how to call a model)."""
+        m = self._model(model)
+        route = self.config.route(decision.route) if decision.route else None
+        budget = max(1, m.context_window - output_reserve(m, max_tokens))
+        keep = self.config.policies.context.keep_last_messages
+        out, dropped = await condense_messages(
+            messages, budget, keep, summarise, route.summariser if route else None
+        )
+        return out, dropped > 0
 
     def min_prompt_tokens(self, messages: Sequence[Mapping[str, Any]]) -> int:
         """The prompt tokens left after the fullest trim (``trim_floor``)."""
