@@ -13,11 +13,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mixroute.cache.factory import build_response_cache
+from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classifier
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.policy.engine import PolicyEngine
 from mixroute.policy.wiring import build_engine
+from mixroute.state.base import StateStore
+from mixroute.state.circuits import SharedCircuitBreaker
+from mixroute.state.factory import build_state_store
 from mixroute.state.ledger import Ledger
 from mixroute.upstream.pool import RetryPolicy, UpstreamPool
 
@@ -32,8 +37,17 @@ def build_gateway(
     retry: RetryPolicy | None = None,
     config_text: str | None = None,
     engine: PolicyEngine | None = None,
+    store: StateStore | None = None,
+    cache: ResponseCache | None = None,
+    ledger: Ledger | None = None,
 ) -> Gateway:
-    """The gateway and its parts, built from ``config`` (not yet started)."""
+    """The gateway and its parts, built from ``config`` (not yet started).
+
+    ``store``, ``cache`` and ``ledger`` are built from the config when not
+    given; a config reload hands the running ones in, so state, cached answers
+    and the ledger outlive it. With ``state.backend: redis`` the circuit
+    breakers are shared by every replica.
+    """
     if classifier is None:
         # Imported by name: the classifier package is built in parallel with this.
         import importlib
@@ -44,20 +58,32 @@ def build_gateway(
         from mixroute.config import default_config_text
 
         config_text = default_config_text()
+    if store is None:
+        store = build_state_store(config.state)
+    if cache is None and config.cache.enabled:
+        cache = build_response_cache(config.cache, config.state, store)
     pool = UpstreamPool(config, retry)
+    if config.state.backend == "redis":
+        for m in config.models:
+            pool.breakers[m.name] = SharedCircuitBreaker(
+                m.name, m.circuit_breaker, store
+            )
     if engine is None:
         breakers = pool.breakers
         engine = build_engine(
             config,
+            store,
             breaker_state=lambda m: breakers[m].state if m in breakers else None,
         )
     return Gateway(
         config,
         classifier,
         pool,
-        Ledger(config.server.ledger_path),
+        ledger or Ledger(config.server.ledger_path),
         config_text=config_text,
         engine=engine,
+        store=store,
+        cache=cache,
     )
 
 

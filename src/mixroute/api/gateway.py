@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import ClientError, UpstreamError
@@ -29,7 +30,9 @@ from mixroute.policy.request import PolicyRequest
 from mixroute.policy.wiring import body_for_model, outcome_of
 from mixroute.providers import get_provider
 from mixroute.providers.base import Kind, Usage
+from mixroute.state.base import StateStore
 from mixroute.state.ledger import Ledger
+from mixroute.state.memory import MemoryStore
 from mixroute.tokens import count_message_tokens, count_tokens
 from mixroute.upstream.pool import UpstreamPool, is_client_fault
 
@@ -61,6 +64,8 @@ class Gateway:
         policy: SeedPolicy | None = None,
         config_text: str | None = None,
         engine: PolicyEngine | None = None,
+        store: StateStore | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
@@ -69,6 +74,10 @@ class Gateway:
         self.policy = policy or SeedPolicy(config)
         # The policy engine (issue 4); None keeps the seed policy alone.
         self.engine = engine
+        # Shared state (memory, or Redis for replicas) and the response cache:
+        # both outlive a config reload, so they are handed in (api.app).
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.cache = cache
         self._policy_tasks: set[asyncio.Task[None]] = set()
         self.executor = ThreadPoolExecutor(
             config.server.classify_workers, thread_name_prefix="mixroute-classify"
@@ -92,6 +101,9 @@ class Gateway:
             await asyncio.gather(*self._policy_tasks, return_exceptions=True)
         await self.pool.close()
         self.ledger.close()
+        if self.cache is not None:
+            await self.cache.close()
+        await self.store.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # decide ------------------------------------------------------------------
