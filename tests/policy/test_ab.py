@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from policy_helpers import START, classified, make_config, req
 
 from mixroute.config.policies import ABTestConfig
-from mixroute.policy import FakeClock, Outcome, PolicyEngine
+from mixroute.policy import FakeClock, Needs, Outcome, PolicyEngine
 from mixroute.policy.ab import arm_for, bucket
 
 AB = {
@@ -135,3 +135,16 @@ async def test_no_halt_before_minimum_sample_or_on_latency(
         halted = (await engine.stats())["next"]["halted"]
         assert (halted is None) == (i < 4)
     assert "mean latency 500 ms" in (await engine.stats())["next"]["halted"]
+
+
+async def test_an_arm_counts_only_when_its_model_was_called(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    engine = engine_for(make_config(ab_tests=[dict(AB, weight=100)]))
+    # medium-next has no vision: the capability filter skips it.
+    d = await engine.decide(
+        classified("math"), req(key_id="k", needs=Needs(vision=True))
+    )
+    assert d.model == "small" and "capability:skip=medium-next" in d.rule
+    await engine.record(d, Outcome(200, "small"))
+    assert (await engine.stats())["next"]["arms"]["candidate"]["n"] == 0

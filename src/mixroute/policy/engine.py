@@ -417,7 +417,10 @@ class PolicyEngine:
             return
         if t.reservations:
             await self.budgets.settle(t.reservations, outcome.cost_usd)
-        if t.ab is not None:
+        tried = {*outcome.failed, outcome.model}
+        # An arm counts only when its model was called (a capability or
+        # health skip is not the candidate's failure).
+        if t.ab is not None and t.ab.model in tried:
             ok = outcome.upstream_ok and outcome.model == t.ab.model
             await self.ab.record(
                 t.ab.test, t.ab.arm, ok, outcome.latency_ms, outcome.cost_usd
