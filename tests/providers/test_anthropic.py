@@ -18,6 +18,8 @@ import pytest
 import uvicorn
 import yaml
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from starlette.applications import Starlette
@@ -28,6 +30,7 @@ from mixroute.config import parse_config
 from mixroute.config.schema import ModelConfig
 from mixroute.errors import (
     ClientError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamUnavailable,
@@ -765,6 +768,13 @@ def test_finish_reason_mapping(stop_reason: str | None, finish: str) -> None:
     assert response["choices"][0]["finish_reason"] == finish
 
 
+def test_completions_never_finish_with_tool_calls() -> None:
+    response, _ = PROVIDER.parse_response(MODEL, "completions", MESSAGE)
+    Completion.model_validate(response)
+    assert response["choices"][0]["finish_reason"] == "stop"
+    assert response["choices"][0]["text"] == "Let me check both."
+
+
 def test_completions_answer_is_a_text_completion() -> None:
     data = {
         **MESSAGE,
@@ -1394,3 +1404,78 @@ async def test_openai_sdk_through_the_gateway_to_anthropic(
         (125, 30),
         (15, 7),
     ]
+
+
+# Hostile input never escapes the error tree ---------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_roles = st.sampled_from(["system", "developer", "user", "assistant", "tool", "x"])
+_message = st.fixed_dictionaries(
+    {"role": _roles},
+    optional={
+        "content": _json | st.text(max_size=8),
+        "tool_calls": _json,
+        "tool_call_id": _json,
+    },
+)
+_body = st.fixed_dictionaries(
+    {"messages": st.lists(_message | _json, max_size=4)},
+    optional={
+        k: _json
+        for k in ("tools", "tool_choice", "stop", "max_tokens", "temperature", "n")
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=_body, kind=st.sampled_from(["chat", "completions"]))
+def test_any_body_translates_or_is_a_client_error(
+    body: dict[str, Any], kind: Kind
+) -> None:
+    try:
+        request = PROVIDER.build_request(MODEL, kind, body, stream=False, api_key=KEY)
+    except ClientError:
+        return
+    json.dumps(request.json)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    None,
+                    "message_start",
+                    "content_block_start",
+                    "content_block_delta",
+                    "message_delta",
+                    "message_stop",
+                    "error",
+                    "ping",
+                ]
+            ),
+            _json,
+        ),
+        max_size=6,
+    )
+)
+def test_any_event_sequence_yields_chunks_or_an_upstream_error(
+    events: list[tuple[str | None, Any]],
+) -> None:
+    translator = PROVIDER.stream_translator(MODEL, "chat")
+    try:
+        for name, data in events:
+            for chunk in translator.feed(name, json.dumps(data)):
+                assert [c["index"] for c in chunk["choices"]] in ([0], [])
+        translator.finish()
+    except UpstreamError:
+        pass
+    PROVIDER.error_message(500, events)

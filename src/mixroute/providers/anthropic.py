@@ -114,7 +114,7 @@ class AnthropicProvider:
 
         text = "".join(texts) if texts else None
         usage = _usage_from(data.get("usage"))
-        finish = _finish_reason(data.get("stop_reason"))
+        finish = _finish_reason(data.get("stop_reason"), kind)
         head = {
             "id": str(data.get("id") or ""),
             "created": int(time.time()),
@@ -292,7 +292,7 @@ class AnthropicStreamTranslator:
         stop_reason = delta.get("stop_reason") if isinstance(delta, Mapping) else None
         if stop_reason is None:
             return []
-        finish = _finish_reason(stop_reason)
+        finish = _finish_reason(stop_reason, self._kind)
         self.state.finish_reason = finish
         if self._kind == "completions":
             return [self._completion_chunk("", finish)]
@@ -359,10 +359,12 @@ def _tool_call_from_block(block: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _finish_reason(stop_reason: Any) -> str:
-    if isinstance(stop_reason, str):
-        return _FINISH_REASONS.get(stop_reason, "stop")
-    return "stop"
+def _finish_reason(stop_reason: Any, kind: Kind) -> str:
+    if not isinstance(stop_reason, str):
+        return "stop"
+    finish = _FINISH_REASONS.get(stop_reason, "stop")
+    # Legacy completions know no tool calls, and have no tools to call.
+    return "stop" if kind == "completions" and finish == "tool_calls" else finish
 
 
 def _int(value: Any) -> int:
