@@ -52,6 +52,10 @@ class RequestContext:
     messages: list[Any] | None = None
     prompt_text: str | None = None
     context_trimmed: bool = False
+    # Answered from the response cache (no upstream call, no cost).
+    cache_hit: bool = False
+    # Chunks a stream sent, kept when the answer may be stored in the cache.
+    stream_chunks: list[dict[str, Any]] | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
@@ -80,7 +84,8 @@ class RequestContext:
                     (b"x-mixroute-confidence", f"{d.confidence:.4f}".encode())
                 )
             headers.append((b"x-mixroute-fallbacks", str(self.fallbacks).encode()))
-            headers.append((b"x-mixroute-cache", b"miss"))
+            hit = b"hit" if self.cache_hit else b"miss"
+            headers.append((b"x-mixroute-cache", hit))
             headers.append((b"x-mixroute-rule", d.rule.encode()))
             if self.context_trimmed:
                 headers.append((b"x-mixroute-context", b"trimmed"))
@@ -113,6 +118,7 @@ class RequestContext:
             ttft_ms=None if self.ttft_ms is None else round(self.ttft_ms, 3),
             stream=self.stream,
             error=self.error,
+            cached=self.cache_hit,
         )
 
 

@@ -15,6 +15,7 @@ from mixroute.policy.wiring import SESSION_HEADER, policy_request
 from mixroute.providers.base import Kind
 from mixroute.upstream.pool import dumps
 
+from .caching import CacheStep
 from .context import CLIENT_CLOSED, RequestContext, new_request_id
 from .gateway import Gateway
 from .streaming import stream
@@ -110,6 +111,7 @@ class CompletionEndpoint:
                 pending.cancel()
             raise
         ctx.stream = bool(req.stream)
+        step = CacheStep.begin(gw, ctx, data) if self.kind == "chat" else None
         if self.kind == "chat":
             ctx.messages = messages
         else:
@@ -127,15 +129,24 @@ class CompletionEndpoint:
         max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
         ctx.candidates = await gw.plan(ctx, len(body), max_out)
         headers = _forwarded(scope, ctx)
+        opts = req.stream_options
+        include_usage = bool(opts and opts.include_usage)
+        if step is not None:
+            hit = await step.lookup()
+            if hit is not None:
+                await step.serve(hit, send, include_usage)
+                return
 
         if ctx.stream:
-            opts = req.stream_options
-            include_usage = bool(opts and opts.include_usage)
             await stream(gw, ctx, self.kind, data, headers, send, include_usage)
+            if step is not None:
+                await step.store()
             return
         answer = await gw.complete(ctx, self.kind, data, headers)
         ctx.finished = True
         await send_json(send, 200, dumps(answer), ctx.response_headers())
+        if step is not None:
+            await step.store(answer)
 
     async def _fail(
         self,

@@ -48,6 +48,8 @@ class _Client:
                 return None
             chunk.pop("usage")
         self.ctx.output_chars += _text_len(chunk)
+        if self.ctx.stream_chunks is not None:
+            self.ctx.stream_chunks.append(chunk)
         return b"data: " + dumps(chunk) + b"\n\n"
 
     async def emit(self, data: bytes, content: bool) -> None:

@@ -43,6 +43,7 @@ class UsageRow:
     ttft_ms: float | None
     stream: bool
     error: str | None
+    cached: bool = False  # answered from the response cache
 
 
 COLUMNS = tuple(f.name for f in fields(UsageRow))
@@ -58,6 +59,7 @@ _TYPES = {
     "confidence": "REAL",
     "ttft_ms": "REAL",
     "stream": "INTEGER NOT NULL",
+    "cached": "INTEGER NOT NULL DEFAULT 0",
 }
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage ("
@@ -77,6 +79,11 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+    for column in COLUMNS:
+        if column not in have:  # a ledger written before the column existed
+            kind = _TYPES.get(column, "TEXT")
+            conn.execute(f"ALTER TABLE usage ADD COLUMN {column} {kind}")
     conn.execute("CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts)")
     return conn
 
