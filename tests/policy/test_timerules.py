@@ -67,8 +67,9 @@ async def test_off_peak_prefers_local_models_in_the_zone(
 def test_unknown_zone_and_models_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         make_config(timezone="Mars/Olympus")
-    cfg = make_config(time_rules=[dict(OFF_PEAK, prefer=["nope"])])
-    from mixroute.policy import PolicyEngine as Engine
-
+    # `mixroute config check` and loading both name the bad reference.
     with pytest.raises(ConfigError, match=r"time_rules\[0\]\.prefer\[0\]"):
-        Engine(cfg)
+        make_config(time_rules=[dict(OFF_PEAK, prefer=["nope"])])
+    with pytest.raises(ConfigError, match=r"ab_tests\[0\]\.route: route \"x\""):
+        ab = {"name": "t", "route": "x", "production": "small", "candidate": "large"}
+        make_config(ab_tests=[ab])

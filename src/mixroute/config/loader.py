@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mixroute.config.policies import check_policy_references
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ConfigError
 
@@ -124,6 +125,7 @@ def check_references(config: MixrouteConfig) -> list[str]:
         )
     if head not in (None, "builtin") and not Path(os.path.expanduser(head)).exists():
         problems.append(f'classifier.head: the file "{head}" does not exist')
+    problems += check_policy_references(config)
     return problems
 
 

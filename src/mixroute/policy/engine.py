@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 from mixroute.classify.base import Classification
+from mixroute.config.policies import check_policy_references
 from mixroute.config.schema import MixrouteConfig, ModelConfig, RouteConfig
 from mixroute.errors import ClientError, ConfigError
 from mixroute.policy.ab import ABAssignment, ABSplitter
@@ -57,7 +58,6 @@ from mixroute.policy.costq import blended_price, rank_cost_quality, worst_case_c
 from mixroute.policy.decision import PolicyTrace, RoutingDecision, SeedPolicy
 from mixroute.policy.feedback import FeedbackBook, feedback_path
 from mixroute.policy.health import CircuitState, HealthView
-from mixroute.policy.references import check_policy_references
 from mixroute.policy.request import Outcome, PolicyRequest
 from mixroute.policy.sessions import SessionPins, session_key
 from mixroute.policy.store import MemoryPolicyStore, PolicyStore
