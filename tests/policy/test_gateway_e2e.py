@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -340,3 +341,32 @@ def test_openai_sdk_sees_budget_refusal_and_rule(
                 model="large", messages=messages, max_tokens=7
             )
         assert info.value.code == "budget_exceeded"
+
+
+async def test_streamed_answers_carry_the_rule_and_feed_the_pin(
+    fakes: dict[str, FakeUpstream], clock: FakeClock
+) -> None:
+    routes = [
+        {"name": "math", "candidates": ["small", "large"], "reasoning_effort": "low"},
+        {"name": "chat", "candidates": ["medium"]},
+    ]
+    app, gw, _ = _app(_config(fakes, routes=routes), clock)
+    session = {"x-session-id": "stream-1"}
+    async with _client(app) as c:
+        async with c.stream(
+            "POST", CHAT, json=_chat("solve q", stream=True), headers=session
+        ) as r:
+            text = "".join([chunk async for chunk in r.aiter_text()])
+        assert r.headers["x-mixroute-rule"] == "route:confident"
+        events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        content = "".join(
+            (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+            for e in events[:-1]
+        )
+        assert content == "Answer from small."
+        assert fakes["small"].received[-1].body["reasoning_effort"] == "low"
+        await _recorded(gw)
+        again = await c.post(CHAT, json=_chat("chat now"), headers=session)
+        assert again.headers["x-mixroute-model"] == "small"
+        assert again.headers["x-mixroute-rule"].endswith("session:pinned")
