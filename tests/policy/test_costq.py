@@ -102,3 +102,55 @@ async def test_route_quality_overrides_model_quality(
     engine = engine_for(make_config(routes=routes))
     d = await engine.decide(classified("math", hard=0.9), req())
     assert d.model == "small"
+
+
+def test_target_strong_share_sets_the_threshold() -> None:
+    class Scorer:
+        def threshold_for_share(self, share: float) -> float:
+            return 0.9 if share < 0.5 else 0.1
+
+    # Without a scorer τ = 1 − share: a 30 % share sends p ≥ 0.7 up.
+    assert (
+        rank_cost_quality(
+            ["small", "large"],
+            0.65,
+            0.0,
+            quality=Q.__getitem__,
+            price=PRICE.__getitem__,
+            share=0.3,
+        ).order[0]
+        == "small"
+    )
+    assert (
+        rank_cost_quality(
+            ["small", "large"],
+            0.75,
+            0.0,
+            quality=Q.__getitem__,
+            price=PRICE.__getitem__,
+            share=0.3,
+        ).order[0]
+        == "large"
+    )
+    pick = rank_cost_quality(
+        ["small", "large"],
+        0.5,
+        0.0,
+        quality=Q.__getitem__,
+        price=PRICE.__getitem__,
+        share=0.6,
+        scorer=Scorer(),
+    )
+    assert pick.order[0] == "large" and pick.threshold == 0.1
+
+
+async def test_route_share_overrides_global_knob(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    routes = [
+        {"name": "math", "candidates": ["small", "large"], "target_strong_share": 1.0},
+        BASE["routes"][1],
+    ]
+    engine = engine_for(make_config(routes=routes, cost_quality=0.0))
+    assert (await engine.decide(classified("math", hard=0.01), req())).model == "large"
+    assert (await engine.decide(classified("chat", hard=0.99), req())).model == "local"

@@ -180,6 +180,9 @@ class PolicyRules(_Strict):
     cost_quality: float | None = Field(
         None, ge=0, le=1, description="0 cheapest .. 1 best; null: seed order"
     )
+    target_strong_share: float | None = Field(
+        None, ge=0, le=1, description="instead of cost_quality: share of strong calls"
+    )
     timezone: str = "UTC"
     ab_tests: list[ABTestConfig] = Field(default_factory=list)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)

@@ -195,6 +195,9 @@ class RouteConfig(Strict):
     cost_quality: float | None = Field(
         None, ge=0, le=1, description="overrides policies.cost_quality here"
     )
+    target_strong_share: float | None = Field(
+        None, ge=0, le=1, description="overrides policies.target_strong_share here"
+    )
     reasoning_effort: Literal["off", "low", "medium", "high"] | None = Field(
         None, description="null: 'medium' when reasoning is true, else 'off'"
     )

@@ -8,7 +8,10 @@ The rule, exactly:
 2. The knob ``c`` (0 cheapest .. 1 best) becomes a threshold ``τ`` on ``p``:
    the scorer's ``strong_threshold_for(c)`` when it has one (calibrated on the
    dev curve), else ``τ = 1 - c``. Between the cheapest and the best candidate
-   this is RouteLLM's rule: the strong model when ``p ≥ τ``.
+   this is RouteLLM's rule: the strong model when ``p ≥ τ``. A target share
+   of strong calls ``s`` (``target_strong_share``) may set ``τ`` instead: the
+   scorer's ``threshold_for_share(s)`` (the threshold that sent that share of
+   its training prompts to the strong model), else ``τ = 1 - s``.
 3. Candidates are ranked by quality on the route (``routes[].quality``, then a
    feedback-learned score, then the model's ``quality``). With ``q_lo`` and
    ``q_hi`` the lowest and highest of them, each candidate gets a normalised
@@ -47,8 +50,12 @@ class CostQualityPick:
     threshold: float
 
 
-def threshold_for(c: float, scorer: object | None) -> float:
-    """The hard-probability threshold ``τ`` for knob ``c`` (see module doc)."""
+def threshold_for(c: float, scorer: object | None, share: float | None = None) -> float:
+    """The hard-probability threshold ``τ`` for knob ``c``, or for a target
+    strong share when ``share`` is given (see module doc)."""
+    if share is not None:
+        by_share = getattr(scorer, "threshold_for_share", None)
+        return float(by_share(share)) if callable(by_share) else 1.0 - share
     fn = getattr(scorer, "strong_threshold_for", None)
     if callable(fn):
         return float(fn(c))
@@ -63,14 +70,16 @@ def rank_cost_quality(
     quality: Callable[[str], float],
     price: Callable[[str], float],
     scorer: object | None = None,
+    share: float | None = None,
 ) -> CostQualityPick:
-    """Order ``candidates`` by the rule in the module doc; first is the pick."""
+    """Order ``candidates`` by the rule in the module doc; first is the pick.
+    ``share``, when given, replaces ``knob`` (a target share of strong calls)."""
     names = list(dict.fromkeys(candidates))
-    tau = threshold_for(knob, scorer)
+    tau = threshold_for(knob, scorer, share)
     q = {n: quality(n) for n in names}
     lo, hi = min(q.values()), max(q.values())
     by_price = sorted(names, key=lambda n: (price(n), -q[n]))
-    if knob >= 1.0:
+    if (knob if share is None else share) >= 1.0:
         pick = max(names, key=lambda n: (q[n], -price(n)))
     else:
         pick = by_price[-1]

@@ -131,10 +131,8 @@ class PolicyEngine:
         pin_key = None
 
         if route is not None and not explicit:
-            knob = route.cost_quality
-            if knob is None:
-                knob = self.config.policies.cost_quality
-            if knob is not None and base.rule.startswith(
+            knob, share = self._knob(route)
+            if (knob is not None or share is not None) and base.rule.startswith(
                 ("route:confident", "explicit:route")
             ):
                 difficulty = await self._difficulty(classification, request)
@@ -142,10 +140,11 @@ class PolicyEngine:
                 pick = rank_cost_quality(
                     [*pool, *route.candidates],
                     difficulty,
-                    knob,
+                    knob or 0.0,
                     quality=lambda m: self.quality(route, m),
                     price=lambda m: self._price(m),
                     scorer=self.scorer,
+                    share=share,
                 )
                 order = self.seed.chain(list(pick.order))
                 rules.append(f"cost-quality:p={difficulty:.2f}")
@@ -209,6 +208,16 @@ class PolicyEngine:
             notes=tuple(notes),
             trace=trace,
         )
+
+    def _knob(self, route: RouteConfig) -> tuple[float | None, float | None]:
+        # The route's setting wins over the global one; a target share wins
+        # over the knob at the same level.
+        p = self.config.policies
+        if route.target_strong_share is not None:
+            return None, route.target_strong_share
+        if route.cost_quality is not None:
+            return route.cost_quality, None
+        return p.cost_quality, p.target_strong_share
 
     async def _refresh_feedback(self, now: float) -> None:
         book = self.feedback
