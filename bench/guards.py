@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests/guards/data"
+ROUTING_DEV = Path("/work/shared/eval/routing-dev.jsonl")
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -70,10 +71,24 @@ def bench_jailbreak(
         return None
     from mixroute.guards.jailbreak import JailbreakDetector
 
-    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    rows = [json.loads(line) for line in path.read_text("utf-8").split("\n") if line]
     test = [r for r in rows if r["split"] == "test"]
+    # The DEV routing prompts in the same test split serve as ordinary benign
+    # traffic (read in place, as in training; never the holdout file).
+    if ROUTING_DEV.exists():
+        sys.path.insert(0, str(ROOT / "bench"))
+        from train_jailbreak import split_of
+
+        for line in ROUTING_DEV.read_text("utf-8").split("\n"):
+            if line.strip():
+                text = json.loads(line)["prompt"]
+                if split_of(text) == "test":
+                    test.append({"text": text, "label": 0, "source": "routing-dev"})
     detector = JailbreakDetector.load()
-    out: dict[str, object] = {"rows_test": len(test)}
+    out: dict[str, object] = {
+        "rows_test": len(test),
+        "attacks_test": sum(r["label"] == 1 for r in test),
+    }
     verdicts = detector.score_many([r["text"] for r in test])
     for name, pick in (
         ("patterns", lambda v: v.pattern is not None),
@@ -112,7 +127,9 @@ def main() -> None:
         print(f"  hard negatives with no finding: {pii['hard_negatives_clean']}")  # type: ignore[index]
     jb = report["jailbreak"]
     if jb:
-        print(f"Jailbreak (held-out {jb['rows_test']} rows)")
+        print(
+            f"Jailbreak (held-out {jb['rows_test']} rows, {jb['attacks_test']} attacks)"
+        )
         for name in ("patterns", "classifier", "combined"):
             print(f"  {name:10s} {jb[name]}")
 
