@@ -11,7 +11,7 @@ import uvicorn
 
 from mixroute.config.schema import MixrouteConfig
 
-from .app import create_app
+from .live import LiveApp
 
 log = logging.getLogger("mixroute")
 
@@ -64,7 +64,7 @@ def run_server(
     text = None
     if config_path is not None:
         text = Path(config_path).read_text("utf-8")
-    app = create_app(config, config_text=text)
+    app = LiveApp(config, config_path=config_path, config_text=text)
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     log.info(
@@ -84,5 +84,6 @@ def run_server(
         log_level=log_level.lower(),
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        # SIGTERM: stop accepting, let requests and streams finish this long.
+        timeout_graceful_shutdown=config.server.shutdown_timeout_s,
     )
