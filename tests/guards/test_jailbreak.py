@@ -96,6 +96,7 @@ def _test_rows() -> list[dict]:
 @pytest.mark.slow
 def test_held_out_precision_and_recall_with_the_real_encoder() -> None:
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("mixroute.classify.encoder")
     detector = JailbreakDetector.load()
     test = [r for r in _test_rows() if r["split"] == "test"]
     verdicts = detector.score_many([r["text"] for r in test])
