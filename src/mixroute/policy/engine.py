@@ -32,6 +32,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from mixroute.classify.base import Classification
@@ -54,7 +55,12 @@ from mixroute.policy.context import (
     trim_floor,
     trim_messages,
 )
-from mixroute.policy.costq import blended_price, rank_cost_quality, worst_case_cost
+from mixroute.policy.costq import (
+    DifficultyScorerLike,
+    blended_price,
+    rank_cost_quality,
+    worst_case_cost,
+)
 from mixroute.policy.decision import PolicyTrace, RoutingDecision, SeedPolicy
 from mixroute.policy.feedback import FeedbackBook, feedback_path
 from mixroute.policy.health import CircuitState, HealthView
@@ -83,7 +89,7 @@ class PolicyEngine:
         config: MixrouteConfig,
         store: PolicyStore | None = None,
         clock: Clock | None = None,
-        difficulty_scorer: object | None = None,
+        difficulty_scorer: DifficultyScorerLike | None = None,
         *,
         feedback: FeedbackBook | None = None,
         breaker_state: Callable[[str], CircuitState | None] | None = None,
@@ -264,10 +270,8 @@ class PolicyEngine:
 
     async def _difficulty(self, c: Classification | None, req: PolicyRequest) -> float:
         if self.scorer is not None and req.text:
-            score = getattr(self.scorer, "score", None)
-            if callable(score):
-                # Scoring is CPU work: keep it off the event loop.
-                return float(await asyncio.to_thread(score, req.text, None))
+            # Scoring is CPU work: keep it off the event loop.
+            return float(await asyncio.to_thread(self.scorer.score, req.text, None))
         return c.hard_probability if c is not None else 0.5
 
     def _steer_by_preference(
@@ -357,7 +361,7 @@ class PolicyEngine:
         order: list[str],
         route: RouteConfig | None,
         req: PolicyRequest,
-        now: Any,
+        now: datetime,
         explicit: bool,
     ) -> tuple[list[str], tuple[Reservation, ...], float, str | None]:
         slots = self.budgets.slots(req.key_id, route.name if route else None, now)

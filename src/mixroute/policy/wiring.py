@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mixroute.config.schema import MixrouteConfig
+from mixroute.policy.costq import DifficultyScorerLike
 from mixroute.policy.decision import RoutingDecision
 from mixroute.policy.engine import PolicyEngine
 from mixroute.policy.feedback import FeedbackBook, feedback_path
@@ -105,12 +106,12 @@ def outcome_of(
     )
 
 
-def builtin_scorer() -> object | None:
+def builtin_scorer() -> DifficultyScorerLike | None:
     """The shipped difficulty scorer (``classify.difficulty``), or None when
     it is not installed or its artifact is missing."""
     try:
         module = importlib.import_module("mixroute.classify.difficulty")
-        scorer: object | None = module.DifficultyScorer.load_builtin()
+        scorer: DifficultyScorerLike | None = module.DifficultyScorer.load_builtin()
     except Exception:  # an optional part: its absence only disables scoring
         log.info("no difficulty scorer; cost-quality uses hard_probability")
         return None
@@ -122,7 +123,7 @@ def build_engine(
     store: PolicyStore | None = None,
     *,
     breaker_state: Callable[[str], CircuitState | None] | None = None,
-    difficulty_scorer: object | None = None,
+    difficulty_scorer: DifficultyScorerLike | None = None,
 ) -> PolicyEngine:
     """The engine the gateway uses (see the module doc)."""
     if difficulty_scorer is None:
