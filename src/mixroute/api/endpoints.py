@@ -119,12 +119,16 @@ class CompletionEndpoint:
 
         preq = None
         if gw.engine is not None:
-            preq = policy_request(
+            # The policy request counts tokens with the tokenizer: CPU work that
+            # belongs on the thread pool, beside classification.
+            preq = await gw.off_loop(
+                policy_request,
                 data,
                 request_id=ctx.request_id,
                 key_id=ctx.key,
                 headers={SESSION_HEADER: header(scope, b"x-session-id") or ""},
             )
+            ctx.prompt_tokens = preq.prompt_tokens or None
         ctx.decision = await gw.decide(req.model, pending, request=preq)
         max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
         ctx.candidates = await gw.plan(ctx, len(body), max_out)

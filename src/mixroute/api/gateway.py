@@ -11,12 +11,13 @@ candidates whose context window is too small or that have no endpoint),
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -39,6 +40,7 @@ from mixroute.upstream.pool import UpstreamPool, is_client_fault
 from .context import RequestContext
 
 log = logging.getLogger("mixroute")
+T = TypeVar("T")
 access_log = logging.getLogger("mixroute.access")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _MAX_ERROR = 300
@@ -98,13 +100,23 @@ class Gateway:
 
     async def stop(self) -> None:
         if self._policy_tasks:
-            await asyncio.gather(*self._policy_tasks, return_exceptions=True)
+            # Bounded: a backlog of bookkeeping must not hold shutdown hostage.
+            _, late = await asyncio.wait(self._policy_tasks, timeout=5.0)
+            for task in late:
+                task.cancel()
         await self.pool.close()
         self.ledger.close()
         if self.cache is not None:
             await self.cache.close()
         await self.store.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run CPU-bound ``fn`` on the gateway's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, functools.partial(fn, *args, **kwargs)
+        )
 
     # decide ------------------------------------------------------------------
 
@@ -184,7 +196,7 @@ class Gateway:
         # the tokenizer; only near a context window do we count for real.
         fits = [m for m in models if body_size + need <= m.context_window]
         if len(fits) < len(models):
-            tokens = await self._count_prompt(ctx)
+            tokens = ctx.prompt_tokens or await self._count_prompt(ctx)
             ctx.prompt_tokens = tokens
             floor = self._trim_floor(ctx, tokens)
             fits = [m for m in models if floor + need <= m.context_window]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import logging.handlers
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,7 @@ def run_server(
 ) -> None:
     """Serve the gateway until interrupted; the ledger is flushed on the way out."""
     logging.config.dictConfig(logging_config(log_level))
+    listener = _log_off_loop(("mixroute", "mixroute.access", "uvicorn"))
     text = None
     if config_path is not None:
         text = Path(config_path).read_text("utf-8")
@@ -74,10 +77,34 @@ def run_server(
         bind_host,
         bind_port,
     )
+    try:
+        _serve(app, bind_host, bind_port, log_level, config.server.shutdown_timeout_s)
+    finally:
+        listener.stop()
+
+
+def _log_off_loop(names: tuple[str, ...]) -> logging.handlers.QueueListener:
+    """Move log formatting and writing to a thread: the loop only enqueues."""
+    handlers: list[logging.Handler] = []
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    for name in names:
+        logger = logging.getLogger(name)
+        for h in logger.handlers:
+            if h not in handlers:
+                handlers.append(h)
+        logger.handlers = [logging.handlers.QueueHandler(q)]
+    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
+    listener.start()
+    return listener
+
+
+def _serve(
+    app: Any, host: str, port: int, log_level: str, shutdown_timeout_s: float
+) -> None:
     uvicorn.run(
         app,
-        host=bind_host,
-        port=bind_port,
+        host=host,
+        port=port,
         loop=_pick("uvloop", "uvloop", "asyncio"),
         http=_pick("httptools", "httptools", "h11"),
         log_config=None,
@@ -85,5 +112,5 @@ def run_server(
         access_log=False,
         lifespan="on",
         # SIGTERM: stop accepting, let requests and streams finish this long.
-        timeout_graceful_shutdown=config.server.shutdown_timeout_s,
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
     )

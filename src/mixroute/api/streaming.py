@@ -16,6 +16,7 @@ from typing import Any
 from mixroute.errors import ClientError, UpstreamError
 from mixroute.providers import get_provider
 from mixroute.providers.base import Kind, StreamTranslator
+from mixroute.providers.openai import OpenAIStreamTranslator
 from mixroute.upstream.pool import dumps, is_client_fault
 from mixroute.upstream.sse import SSEDecoder
 
@@ -42,14 +43,25 @@ class _Client:
         self.committed = False
         self.held: list[bytes] = []
 
-    def encode(self, chunk: dict[str, Any]) -> bytes | None:
+    def encode(self, chunk: dict[str, Any], raw: str | None = None) -> bytes | None:
+        """One chunk as SSE bytes, or None when the client must not see it.
+
+        ``raw`` is the upstream's own JSON text for an unchanged OpenAI chunk:
+        passing it on saves encoding the chunk again.
+        """
         if not self.include_usage and "usage" in chunk:
             if chunk.get("usage") is not None and not chunk.get("choices"):
                 return None
             chunk.pop("usage")
+            if raw is not None:
+                # We asked upstream for usage, so every chunk carries a null one.
+                stripped = raw.replace(',"usage":null', "", 1)
+                raw = stripped if len(stripped) < len(raw) else None
         self.ctx.output_chars += _text_len(chunk)
         if self.ctx.stream_chunks is not None:
             self.ctx.stream_chunks.append(chunk)
+        if raw is not None:
+            return b"data: " + raw.encode() + b"\n\n"
         return b"data: " + dumps(chunk) + b"\n\n"
 
     async def emit(self, data: bytes, content: bool) -> None:
@@ -174,26 +186,47 @@ async def _relay(
 ) -> None:
     decoder = SSEDecoder()
     state = translator.state
-    async for piece in gateway.pool.iter_body(model, resp):
-        for event, data in decoder.feed(piece):
-            for chunk in translator.feed(event, data):
-                out = client.encode(chunk)
-                if out is not None:
-                    await client.emit(out, state.content_started)
-    for event, data in decoder.flush():
-        for chunk in translator.feed(event, data):
-            out = client.encode(chunk)
-            if out is not None:
-                await client.emit(out, state.content_started)
-    for chunk in translator.finish():
-        out = client.encode(chunk)
-        if out is not None:
-            await client.emit(out, state.content_started)
+    # OpenAI chunks pass through as sent when we leave them unchanged.
+    raw_ok = isinstance(translator, OpenAIStreamTranslator)
+    out: list[bytes] = []
+    try:
+        # Everything one network read completed goes to the client in one send.
+        async for piece in gateway.pool.iter_body(model, resp):
+            _convert(client, translator, decoder.feed(piece), raw_ok, out)
+            if out:
+                await client.emit(b"".join(out), state.content_started)
+                out.clear()
+        _convert(client, translator, decoder.flush(), raw_ok, out)
+        for chunk in translator.finish():
+            data = client.encode(chunk)
+            if data is not None:
+                out.append(data)
+    except UpstreamError:
+        # Output converted before a failure was received: it is handed on.
+        if out:
+            await client.emit(b"".join(out), state.content_started)
+        raise
     if not state.extra.get("done") and state.finish_reason is None:
         raise UpstreamError(
             f"The stream of {model.name} ended before it was complete.",
             model=model.name,
         )
+
+
+def _convert(
+    client: _Client,
+    translator: StreamTranslator,
+    events: list[tuple[str | None, str]],
+    raw_ok: bool,
+    out: list[bytes],
+) -> None:
+    for event, data in events:
+        chunks = translator.feed(event, data)
+        raw = data if raw_ok and len(chunks) == 1 else None
+        for chunk in chunks:
+            encoded = client.encode(chunk, raw)
+            if encoded is not None:
+                out.append(encoded)
 
 
 def _text_len(chunk: Mapping[str, Any]) -> int:

@@ -11,6 +11,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import astuple, dataclass, fields
@@ -99,8 +100,9 @@ class _Call:
 class Ledger:
     """Append-only usage rows on a single writer thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, linger_s: float = 0.05) -> None:
         self.path = path
+        self.linger_s = linger_s
         self._queue: queue.SimpleQueue[UsageRow | _Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -166,6 +168,10 @@ class Ledger:
     def _loop(self, conn: sqlite3.Connection) -> None:
         while True:
             item = self._queue.get()
+            if isinstance(item, UsageRow):
+                # Let rows gather: one wake-up and one transaction for many
+                # requests costs the event loop far less than one each.
+                time.sleep(self.linger_s)
             batch: list[UsageRow] = []
             stop = False
             calls: list[_Call] = []
