@@ -196,3 +196,16 @@ async def test_scores_refresh_in_the_background_and_old_requests_go(
     await asyncio.gather(*engine._background)
     assert engine.quality(route, "small") > before
     assert not await engine.rate("old", 1.0, key_id="k")  # forgotten, unrated
+
+
+async def test_close_keeps_what_was_learned(
+    engine_for: Callable[..., PolicyEngine], tmp_path: Path
+) -> None:
+    fb = {"path": str(tmp_path / "fb.sqlite"), "refresh_s": 5}
+    cfg = make_config(feedback=fb)
+    engine = engine_for(cfg)
+    await _rate(engine, 4, 0.0)
+    await engine.close()
+    again = engine_for(cfg)
+    assert again.quality(cfg.route("math"), "small") == pytest.approx(0.55 * 10 / 14)
+    await again.close()

@@ -453,6 +453,14 @@ class PolicyEngine:
                 now,
             )
 
+    async def close(self) -> None:
+        """Finish background work and close the feedback book (the gateway
+        calls this when it stops or a reload replaces the engine)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.feedback is not None:
+            self.feedback.close()
+
     async def release(self, decision: RoutingDecision) -> None:
         """Give back the budget reservation of a request that never went out."""
         if decision.trace is not None and decision.trace.reservations:
