@@ -335,6 +335,26 @@ class CacheConfig(Strict):
     )
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry spans, exported with OTLP over HTTP; off when no endpoint."""
+
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces"
+    )
+    service_name: str = "mixroute"
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
+class ObservabilityConfig(Strict):
+    """Metrics, logs, tracing and the dashboard (``mixroute.obs``)."""
+
+    metrics: bool = Field(True, description="serve Prometheus metrics at /metrics")
+    dashboard: bool = Field(True, description="serve the live page at /dashboard")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
 class MixrouteConfig(Strict):
     version: Literal[1] = 1
     models: list[ModelConfig] = Field(min_length=1)
@@ -347,6 +367,7 @@ class MixrouteConfig(Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("models")
     @classmethod
