@@ -156,6 +156,13 @@ class Guards:
         self.scan_jailbreak = any(
             p != "allow" for p in [g.jailbreak, *self._jb_policy.values()]
         )
+        # Whether any route's policy differs from the global one: only then
+        # must an ``auto`` request be classified before its policy is known.
+        self.per_route = any(
+            (r.guards.pii or g.pii) != g.pii
+            or (r.guards.jailbreak or g.jailbreak) != g.jailbreak
+            for r in config.routes
+        )
         self.local_models = [m for m in config.models if m.local]
         wants_local = [
             name for name, p in self._pii_policy.items() if p == "route_local"

@@ -1,0 +1,445 @@
+"""``GuardMiddleware``: the guards in front of the gateway's ASGI app.
+
+For ``POST /v1/chat/completions`` and ``/v1/completions`` it authenticates
+the client key, checks request limits and rate limits, scans the prompt for
+PII and jailbreaks, and applies the route's policies before the gateway sees
+the request: a redacted body replaces the original, ``route_local`` pins the
+request to a ``local: true`` model, and ``x-mixroute-guard`` reports flags.
+With ``restore_pii`` the answer's placeholders are put back, in whole answers
+and in streams. A request it refuses is answered in OpenAI's error shape and
+still gets its one ledger row. Other paths pass through, except that every
+``/v1/*`` path needs a valid key when auth is on.
+
+The route of an ``auto`` request is known only after classification, so when
+routes have their own guard policies the middleware asks the gateway's
+classifier (off the event loop) which route applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from mixroute.errors import ClientError
+from mixroute.guards.pii import StreamRestorer
+from mixroute.guards.pipeline import GuardOutcome, Guards
+from mixroute.state.keys import ClientKey
+from mixroute.state.ledger import UsageRow
+from mixroute.tokens import count_tokens
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class GuardMiddleware:
+    """Wraps the gateway app; ``gateway`` gives the classifier, ledger and prices."""
+
+    def __init__(self, app: ASGIApp, guards: Guards, gateway: Any = None) -> None:
+        self.app = app
+        self.guards = guards
+        self.gateway = gateway
+        config = guards.config
+        self.max_body = config.limits.max_body_bytes or config.server.max_body_bytes
+        self.route_names = set(config.route_names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in GUARDED_PATHS and scope.get("method") == "POST":
+            await self._guarded(scope, receive, send)
+            return
+        if path.startswith("/v1/") and self.guards.authenticator is not None:
+            try:
+                await self.guards.authenticate(_header(scope, b"authorization"))
+            except ClientError as exc:
+                await _refuse(send, exc, None)
+                return
+        await self.app(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.time()
+        request_id = _header(scope, b"x-request-id")
+        key: ClientKey | None = None
+        try:
+            key = await self.guards.authenticate(_header(scope, b"authorization"))
+            try:
+                raw = await _read_body(receive, self.max_body)
+            except _TooLarge as exc:
+                self.guards.check({}, int(str(exc)))
+                raise
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                # Not ours to judge: the gateway answers malformed JSON.
+                await self._forward(scope, receive, raw, send, None, key)
+                return
+            self.guards.check(body, len(raw))
+            await self.guards.admit(key, _estimate_tokens(raw))
+            outcome = await self._inspect(body, key, request_id or "-")
+        except ConnectionError:
+            return
+        except ClientError as exc:
+            await _refuse(send, exc, request_id)
+            self._record_refusal(request_id, key, exc, started, scope)
+            return
+        new_raw = raw if outcome.body is body else json.dumps(outcome.body).encode()
+        await self._forward(scope, receive, new_raw, send, outcome, key)
+
+    async def _inspect(
+        self, body: dict[str, Any], key: ClientKey | None, request_id: str
+    ) -> GuardOutcome:
+        loop = asyncio.get_running_loop()
+        executor = getattr(self.gateway, "executor", None)
+        scan = await loop.run_in_executor(executor, self.guards.scan, body)
+        suspicious = bool(scan.pii_types) or bool(
+            scan.jailbreak and scan.jailbreak.attack
+        )
+        route = await self._route(body, key, suspicious)
+        self._check_model(body, key, route)
+        outcome = self.guards.enforce(scan, route, body, key=key, request_id=request_id)
+        if outcome.local_only:
+            model = self.guards.local_models[0].name
+            if route is not None:
+                candidates = [
+                    self.guards.config.model(n)
+                    for n in self.guards.config.route(route).candidates
+                ]
+                model = self.guards.local_candidates(candidates)[0].name
+            outcome.body = {**outcome.body, "model": model}
+        return outcome
+
+    def _check_model(
+        self, body: dict[str, Any], key: ClientKey | None, route: str | None
+    ) -> None:
+        """A key limited to routes may name only those routes' models."""
+        model = body.get("model")
+        if key is None or not key.routes or route is not None:
+            return
+        if not isinstance(model, str) or model not in self.guards.config.model_names:
+            return
+        allowed: set[str] = set()
+        for name in key.routes:
+            if name in self.route_names:
+                r = self.guards.config.route(name)
+                allowed |= set(r.candidates) | {r.safe_fallback or ""}
+                for tier in r.tiers.values():
+                    allowed |= set(tier)
+        if model not in allowed:
+            raise ClientError(
+                f'The client key "{key.name}" may not use the model "{model}"; '
+                f"it is limited to the routes {', '.join(key.routes)}.",
+                status=403,
+                code="model_not_allowed",
+                type="permission_error",
+                param="model",
+            )
+
+    async def _route(
+        self, body: dict[str, Any], key: ClientKey | None, suspicious: bool
+    ) -> str | None:
+        """The route the gateway will use, when a policy or the key needs it."""
+        model = body.get("model")
+        if not isinstance(model, str):
+            return None
+        if model.startswith("auto:") and model[5:] in self.route_names:
+            return model[5:]
+        if model != "auto":
+            return None
+        restricted = key is not None and bool(key.routes)
+        if not restricted and not (suspicious and self.guards.per_route):
+            return None
+        classifier = getattr(self.gateway, "classifier", None)
+        messages = body.get("messages")
+        if classifier is None:
+            return None
+        if not isinstance(messages, list):
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str):
+                return None
+            messages = [{"role": "user", "content": prompt}]
+        loop = asyncio.get_running_loop()
+        executor = getattr(self.gateway, "executor", None)
+        c = await loop.run_in_executor(executor, classifier.classify_messages, messages)
+        route = getattr(c, "route", None)
+        return route if isinstance(route, str) else None
+
+    async def _forward(
+        self,
+        scope: Scope,
+        original_receive: Receive,
+        raw: bytes,
+        send: Send,
+        outcome: GuardOutcome | None,
+        key: ClientKey | None,
+    ) -> None:
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            # After the body, the real connection tells of a hang-up.
+            return await original_receive()
+
+        scope = dict(scope)
+        scope["headers"] = [
+            (k, str(len(raw)).encode()) if k == b"content-length" else (k, v)
+            for k, v in scope.get("headers", [])
+        ]
+        if key is not None:
+            scope.setdefault("state", {})
+            scope["state"] = {**scope["state"], "client_key_id": key.key_id}
+        relay = _Relay(send, outcome, self, key)
+        await self.app(scope, receive, relay.send)
+
+    def _record_refusal(
+        self,
+        request_id: str | None,
+        key: ClientKey | None,
+        exc: ClientError,
+        started: float,
+        scope: Scope,
+    ) -> None:
+        ledger = getattr(self.gateway, "ledger", None)
+        if ledger is None:
+            return
+        from mixroute.api.context import new_request_id
+
+        ledger.record(
+            UsageRow(
+                request_id=new_request_id(request_id),
+                ts=started,
+                key=key.key_id if key else None,
+                route=None,
+                confidence=None,
+                rule="guard",
+                model=None,
+                models_tried="",
+                status=exc.status,
+                input_tokens=0,
+                output_tokens=0,
+                cost_usd=0.0,
+                baseline_cost_usd=0.0,
+                latency_ms=round((time.time() - started) * 1000, 3),
+                ttft_ms=None,
+                stream=False,
+                error=exc.message[:300],
+            )
+        )
+
+
+def _estimate_tokens(raw: bytes) -> int:
+    # A cheap upper bound for the token-per-minute check; the exact count is
+    # recorded from the answer's usage.
+    return (
+        count_tokens(raw.decode("utf-8", "replace"))
+        if len(raw) < 20_000
+        else (len(raw) // 4)
+    )
+
+
+async def _refuse(send: Send, exc: ClientError, request_id: str | None) -> None:
+    payload = json.dumps(exc.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
+    headers += [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+    await send(
+        {"type": "http.response.start", "status": exc.status, "headers": headers}
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _Relay:
+    """Passes the gateway's response on, adding the guard header, restoring
+    placeholders and settling rate limits and budgets when it ends."""
+
+    def __init__(
+        self,
+        send: Send,
+        outcome: GuardOutcome | None,
+        middleware: GuardMiddleware,
+        key: ClientKey | None,
+    ) -> None:
+        self._send = send
+        self.outcome = outcome
+        self.middleware = middleware
+        self.key = key
+        self.restoring = outcome is not None and outcome.redactor is not None
+        self.stream = False
+        self.buffer = b""
+        self.start: Message | None = None
+        self.model: str | None = None
+        self.status = 200
+        self.restorers: dict[int, StreamRestorer] = {}
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            header = self.outcome.header() if self.outcome else None
+            if header is not None:
+                headers.append((header[0].encode(), header[1].encode()))
+            self.status = int(message["status"])
+            for k, v in headers:
+                if k.lower() == b"content-type":
+                    self.stream = v.startswith(b"text/event-stream")
+                if k.lower() == b"x-mixroute-model":
+                    self.model = v.decode("latin-1")
+            message = {**message, "headers": headers}
+            if self.restoring and not self.stream and self.status == 200:
+                self.start = message  # the body changes length: send it later
+                return
+            await self._send(message)
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        body = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if self.start is not None:
+            self.buffer += body
+            if more:
+                return
+            await self._finish_whole()
+            return
+        if self.stream:
+            body = self._stream_chunk(body, final=not more)
+            if not more:
+                await self._settle_from(b"")
+        else:
+            self.buffer += body
+            if not more:
+                await self._settle_from(self.buffer)
+        await self._send({**message, "body": body})
+
+    async def _finish_whole(self) -> None:
+        assert self.start is not None and self.outcome is not None
+        body = self.buffer
+        try:
+            data = json.loads(body)
+            for choice in data.get("choices", []):
+                msg = choice.get("message") or {}
+                if isinstance(msg.get("content"), str):
+                    msg["content"] = self.outcome.restore(msg["content"])
+                if isinstance(choice.get("text"), str):
+                    choice["text"] = self.outcome.restore(choice["text"])
+            body = json.dumps(data).encode()
+        except (ValueError, AttributeError, TypeError):
+            pass
+        headers = [
+            (k, str(len(body)).encode()) if k.lower() == b"content-length" else (k, v)
+            for k, v in self.start.get("headers", [])
+        ]
+        await self._send({**self.start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+        await self._settle_from(self.buffer)
+
+    def _stream_chunk(self, body: bytes, final: bool) -> bytes:
+        self.buffer += body
+        events = self.buffer.split(b"\n\n")
+        self.buffer = b"" if final else events.pop()
+        out = []
+        for event in events:
+            if event:
+                out.append(self._stream_event(event))
+        if final and self.buffer:
+            out.append(self.buffer)
+            self.buffer = b""
+        return b"".join(e + b"\n\n" for e in out)
+
+    def _stream_event(self, event: bytes) -> bytes:
+        if not event.startswith(b"data: ") or event == b"data: [DONE]":
+            return event
+        try:
+            data = json.loads(event[6:])
+        except ValueError:
+            return event
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(usage, dict):
+            self._pending_usage = usage
+        if not self.restoring or not isinstance(data, dict):
+            return event
+        assert self.outcome is not None and self.outcome.redactor is not None
+        for choice in data.get("choices") or []:
+            index = choice.get("index", 0)
+            restorer = self.restorers.setdefault(
+                index, self.outcome.redactor.stream_restorer()
+            )
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if isinstance(delta, dict) else None
+            if text is None and isinstance(choice.get("text"), str):
+                choice["text"] = restorer.feed(choice["text"])
+            elif isinstance(text, str):
+                delta["content"] = restorer.feed(text)
+            if choice.get("finish_reason") and isinstance(delta, dict):
+                rest = restorer.flush()
+                if rest:
+                    delta["content"] = (delta.get("content") or "") + rest
+        return b"data: " + json.dumps(data).encode()
+
+    _pending_usage: dict[str, Any] | None = None
+
+    async def _settle_from(self, body: bytes) -> None:
+        usage: Any = self._pending_usage
+        if usage is None:
+            try:
+                data = json.loads(body)
+                usage = data.get("usage") if isinstance(data, dict) else None
+            except ValueError:
+                usage = None
+        if not isinstance(usage, dict) or self.key is None:
+            return
+        completion = int(usage.get("completion_tokens") or 0)
+        prompt = int(usage.get("prompt_tokens") or 0)
+        cost = 0.0
+        config = self.middleware.guards.config
+        if self.model in config.model_names:
+            price = config.model(self.model).price
+            cost = (
+                prompt * price.input_per_mtok + completion * price.output_per_mtok
+            ) / 1e6
+        await self.middleware.guards.settle(self.key, completion, cost)
