@@ -148,3 +148,18 @@ async def test_an_arm_counts_only_when_its_model_was_called(
     assert d.model == "small" and "capability:skip=medium-next" in d.rule
     await engine.record(d, Outcome(200, "small"))
     assert (await engine.stats())["next"]["arms"]["candidate"]["n"] == 0
+
+
+async def test_a_halt_also_moves_pinned_conversations(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    engine = engine_for(make_config(ab_tests=[dict(AB, weight=100)]))
+    r = req(key_id="k", session_id="s")
+    d = await engine.decide(classified("math"), r)
+    await engine.record(d, Outcome(200, "medium-next"))
+    assert (await engine.decide(classified("math"), r)).model == "medium-next"
+    for i in range(10):
+        d = await engine.decide(classified("math"), req(key_id=f"u{i}"))
+        await engine.record(d, Outcome(502, None, failed=("medium-next",)))
+    d = await engine.decide(classified("math"), r)
+    assert d.model == "small" and "session:pinned" not in d.rule

@@ -72,6 +72,10 @@ class ABSplitter:
                 return t
         return None
 
+    def by_name(self, name: str) -> ABTestConfig | None:
+        """The test called ``name``, if configured."""
+        return next((t for t in self.tests if t.name == name), None)
+
     async def assign(
         self, test: ABTestConfig, user: str, now: datetime
     ) -> ABAssignment:
@@ -92,7 +96,7 @@ class ABSplitter:
             await self.store.hincr(key, "errors", 1)
         await self.store.hincr(key, "latency_ms", latency_ms)
         await self.store.hincr(key, "cost_usd", cost_usd)
-        test = next((t for t in self.tests if t.name == test_name), None)
+        test = self.by_name(test_name)
         if arm == "candidate" and test is not None and n >= test.halt.min_samples:
             reason = _breach(test, await self.store.hgetall(key))
             if reason:

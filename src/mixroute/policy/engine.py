@@ -174,6 +174,12 @@ class PolicyEngine:
         if not explicit and self.config.policies.sessions.enabled:
             pin_key = session_key(request)
             pinned = await self.sessions.pinned(pin_key) if pin_key else None
+            if assignment is not None and assignment.arm == "production":
+                # A halted (or shrunk) roll-out takes its users back to
+                # production, pinned conversations included.
+                test = self.ab.by_name(assignment.test)
+                if test is not None and pinned == test.candidate:
+                    pinned = None
             if pinned in self._models:
                 assert pinned is not None
                 if pinned != order[0]:
