@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,6 +19,9 @@ from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classifier
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
+from mixroute.guards.middleware import add_guards
+from mixroute.obs import Observer
+from mixroute.obs.web import InFlight, obs_routes
 from mixroute.policy.engine import PolicyEngine
 from mixroute.policy.wiring import build_engine
 from mixroute.state.base import StateStore
@@ -40,6 +44,7 @@ def build_gateway(
     store: StateStore | None = None,
     cache: ResponseCache | None = None,
     ledger: Ledger | None = None,
+    obs: Observer | None = None,
 ) -> Gateway:
     """The gateway and its parts, built from ``config`` (not yet started).
 
@@ -84,6 +89,7 @@ def build_gateway(
         engine=engine,
         store=store,
         cache=cache,
+        obs=obs,
     )
 
 
@@ -175,13 +181,16 @@ def create_app(
         Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *obs_routes(gw),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(InFlight, gateway=gw)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.gateway = gw
+    add_guards(app, config, gw)  # keys, limits, PII, jailbreaks (issue 6)
     return app
 
 

@@ -25,6 +25,7 @@ from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import ClientError, UpstreamError
+from mixroute.obs import Observer, access_fields
 from mixroute.policy.decision import RoutingDecision, SeedPolicy
 from mixroute.policy.engine import PolicyEngine
 from mixroute.policy.request import PolicyRequest
@@ -68,6 +69,7 @@ class Gateway:
         engine: PolicyEngine | None = None,
         store: StateStore | None = None,
         cache: ResponseCache | None = None,
+        obs: Observer | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
@@ -90,6 +92,9 @@ class Gateway:
         self.valid_names += config.model_names
         self.classifier_warm = False
         self._hints = _upstream_hints(config, config_text)
+        # Metrics, live totals and tracing; handed on by a config reload.
+        self.obs = obs or Observer(config)
+        self.obs.bind(config, pool.breakers)
 
     async def start(self) -> None:
         await self.pool.start()
@@ -266,7 +271,8 @@ class Gateway:
                     stream=False,
                     api_key=key,
                 )
-                data = await self.pool.request_json(model, req, headers)
+                with self.obs.span("mixroute.upstream", {"model": model.name}):
+                    data = await self.pool.request_json(model, req, headers)
                 if not isinstance(data, Mapping):
                     raise UpstreamError("The upstream answer is not an object.")
                 response, usage = provider.parse_response(model, kind, data)
@@ -317,6 +323,7 @@ class Gateway:
     def _warn_fallback(
         self, ctx: RequestContext, model: ModelConfig, exc: UpstreamError
     ) -> None:
+        self.obs.upstream_error(model.name, exc.reason)
         log.warning(
             "request %s: model %s failed (%s); falling back",
             ctx.request_id,
@@ -336,6 +343,8 @@ class Gateway:
             ctx.usage = Usage(prompt, (ctx.output_chars + 3) // 4)
         row = ctx.to_row(self.config)
         self.ledger.record(row)
+        c = ctx.decision.classification if ctx.decision is not None else None
+        self.obs.finished(row, classify_ms=c.latency_ms if c is not None else None)
         if self.engine is not None and ctx.decision is not None:
             self._record_policy(ctx, row)
         if access_log.isEnabledFor(logging.INFO):
@@ -350,6 +359,7 @@ class Gateway:
                 row.input_tokens,
                 row.output_tokens,
                 row.latency_ms,
+                extra=access_fields(row, ctx.fallbacks),
             )
 
     def _record_policy(self, ctx: RequestContext, row: Any) -> None:

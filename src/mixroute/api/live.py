@@ -238,6 +238,7 @@ class LiveApp:
             store=old.store,
             cache=old.cache,
             ledger=old.ledger,
+            obs=old.obs,
         )
         try:
             await gw.start()  # the shared ledger is running already

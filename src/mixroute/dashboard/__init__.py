@@ -1,0 +1,1 @@
+"""The live dashboard page (static HTML, CSS and JS; served at /dashboard)."""
