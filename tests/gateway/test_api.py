@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from gateway_kit import build, gateway_of, in_process, make_config
 
-from conftest import build, gateway_of, in_process, make_config
 from fakes import Reply
 
 CHAT = "/v1/chat/completions"

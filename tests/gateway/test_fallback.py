@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from conftest import build, gateway_of, in_process, make_config
+from gateway_kit import build, gateway_of, in_process, make_config
+
 from fakes import Reply
 
 CHAT = "/v1/chat/completions"

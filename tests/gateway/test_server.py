@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from gateway_kit import build, gateway_of, make_config, serve
 
-from conftest import build, gateway_of, make_config, serve
 from fakes import Reply
 
 MSG = [{"role": "user", "content": "hello"}]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from gateway_kit import make_config
 
-from conftest import make_config
 from mixroute.config import parse_config
 from mixroute.config.schema import CircuitBreakerConfig, ModelConfig
 from mixroute.errors import ConfigError, UpstreamProtocolError, UpstreamStatusError

@@ -52,6 +52,7 @@ class RequestContext:
     response_started: bool = False
     messages: list[Any] | None = None
     prompt_text: str | None = None
+    body_size: int = 0
     context_trimmed: bool = False
     # Answered from the response cache (no upstream call, no cost).
     cache_hit: bool = False

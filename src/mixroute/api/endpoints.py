@@ -95,6 +95,7 @@ class CompletionEndpoint:
         self, ctx: RequestContext, scope: Scope, body: bytes, send: Send
     ) -> None:
         gw = self.gateway
+        ctx.body_size = len(body)
         data = parse_json(body)
         model = data.get("model")
         messages = data.get("messages")

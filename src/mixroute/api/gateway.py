@@ -183,10 +183,31 @@ class Gateway:
         """``body`` for one candidate: reasoning parameters, condensed history."""
         if self.engine is None or ctx.decision is None:
             return body
+        if self._fits_whole(ctx, model, body):
+            # Trimming would keep every message: skip tokenizing the history on
+            # the event loop and apply only the policy's provider parameters.
+            params = self.engine.provider_params(ctx.decision, model.name)
+            extra = {k: v for k, v in params.items() if k not in body}
+            return {**body, **extra} if extra else body
         out, ctx.context_trimmed = body_for_model(
             self.engine, ctx.decision, model.name, body
         )
         return out
+
+    @staticmethod
+    def _fits_whole(
+        ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
+    ) -> bool:
+        # The body's byte count bounds the prompt's token count.
+        if not ctx.body_size:
+            return False
+        out = body.get("max_completion_tokens") or body.get("max_tokens")
+        reserve = (
+            out
+            if isinstance(out, int)
+            else min(model.max_output_tokens, model.context_window // 4)
+        )
+        return ctx.body_size + reserve <= model.context_window
 
     # plan --------------------------------------------------------------------
 
