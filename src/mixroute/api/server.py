@@ -12,22 +12,21 @@ from typing import Any
 import uvicorn
 
 from mixroute.config.schema import MixrouteConfig
+from mixroute.obs.logging import LogFormat, formatters
 
 from .live import LiveApp
 
 log = logging.getLogger("mixroute")
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """App log (``mixroute``) and access log (``mixroute.access``) apart."""
+def logging_config(level: str, fmt: LogFormat = "text") -> dict[str, Any]:
+    """App log (``mixroute``) and access log (``mixroute.access``) apart, as
+    text lines or one JSON object per line (``mixroute.obs.logging``)."""
     level = level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "app": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-            "access": {"format": "%(asctime)s %(message)s"},
-        },
+        "formatters": formatters(fmt),
         "handlers": {
             "app": {"class": "logging.StreamHandler", "formatter": "app"},
             "access": {"class": "logging.StreamHandler", "formatter": "access"},
@@ -58,11 +57,17 @@ def run_server(
     *,
     host: str | None = None,
     port: int | None = None,
-    log_level: str = "info",
+    log_level: str | None = None,
     config_path: str | Path | None = None,
+    log_format: LogFormat | None = None,
 ) -> None:
-    """Serve the gateway until interrupted; the ledger is flushed on the way out."""
-    logging.config.dictConfig(logging_config(log_level))
+    """Serve the gateway until interrupted; the ledger is flushed on the way out.
+
+    ``log_level`` and ``log_format`` default to the config's ``observability``.
+    """
+    log_level = log_level or config.observability.log_level
+    fmt = log_format or config.observability.log_format
+    logging.config.dictConfig(logging_config(log_level, fmt))
     listener = _log_off_loop(("mixroute", "mixroute.access", "uvicorn"))
     text = None
     if config_path is not None:
@@ -83,19 +88,29 @@ def run_server(
         listener.stop()
 
 
-def _log_off_loop(names: tuple[str, ...]) -> logging.handlers.QueueListener:
+def _log_off_loop(names: tuple[str, ...]) -> _Listeners:
     """Move log formatting and writing to a thread: the loop only enqueues."""
-    handlers: list[logging.Handler] = []
-    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listeners = _Listeners()
     for name in names:
         logger = logging.getLogger(name)
-        for h in logger.handlers:
-            if h not in handlers:
-                handlers.append(h)
+        if not logger.handlers:
+            continue
+        # One queue per logger: a listener hands each record to all of its
+        # handlers, so a shared one would write every line once per handler.
+        q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(
+            q, *logger.handlers, respect_handler_level=True
+        )
         logger.handlers = [logging.handlers.QueueHandler(q)]
-    listener = logging.handlers.QueueListener(q, *handlers, respect_handler_level=True)
-    listener.start()
-    return listener
+        listener.start()
+        listeners.append(listener)
+    return listeners
+
+
+class _Listeners(list[logging.handlers.QueueListener]):
+    def stop(self) -> None:
+        for listener in self:
+            listener.stop()
 
 
 def _serve(
