@@ -77,13 +77,33 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug|info|warning|error; default: observability.log_level"),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text|json; default: observability.log_format"),
+    ] = None,
 ) -> None:
     """Start the OpenAI-compatible gateway (default 127.0.0.1:8080)."""
     from mixroute.api.server import run_server
 
+    if log_format not in (None, "text", "json"):
+        raise _fail(f"--log-format must be text or json, not {log_format!r}.")
+    if log_level not in (None, "debug", "info", "warning", "error"):
+        raise _fail(
+            f"--log-level must be debug, info, warning or error, not {log_level!r}."
+        )
     cfg = _load(config)
-    run_server(cfg, host=host, port=port, log_level=log_level, config_path=config)
+    run_server(
+        cfg,
+        host=host,
+        port=port,
+        log_level=log_level,
+        config_path=config,
+        log_format="json" if log_format == "json" else "text" if log_format else None,
+    )
 
 
 @app.command()

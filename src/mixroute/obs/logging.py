@@ -22,6 +22,7 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
     "asctime",
     "taskName",
     "_mixroute_redacted",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
 
 
