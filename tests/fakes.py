@@ -159,8 +159,10 @@ class FakeUpstream:
             self._json(w, r.status, {"error": err}, extra)
             await w.drain()
             return True
-        chat = path.endswith("/chat/completions")
         text = r.text or f"Answer from {self.name}."
+        if path.endswith("/messages"):
+            return await self._anthropic(r, body, text, w)
+        chat = path.endswith("/chat/completions")
         if not body.get("stream"):
             self._json(w, 200, _whole(self.name, body, text, chat, r.usage))
             await w.drain()
@@ -247,6 +249,77 @@ class FakeUpstream:
                 }
             )
         await event(b"[DONE]")
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+        return True
+
+    async def _anthropic(
+        self, r: Reply, body: dict[str, Any], text: str, w: asyncio.StreamWriter
+    ) -> bool:
+        """Anthropic Messages API answers, whole or as its named SSE events."""
+        usage = {"input_tokens": r.usage[0], "output_tokens": r.usage[1]}
+        if not body.get("stream"):
+            self._json(
+                w,
+                200,
+                {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model"),
+                    "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": text}],
+                    "usage": usage,
+                },
+            )
+            await w.drain()
+            return True
+        w.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+
+        async def event(name: str, data: dict[str, Any]) -> None:
+            payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            w.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+            await w.drain()
+
+        start = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [],
+            "usage": {"input_tokens": r.usage[0], "output_tokens": 0},
+        }
+        await event("message_start", {"type": "message_start", "message": start})
+        await event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        for piece in _split(text, r.chunks):
+            await event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+        await event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": r.usage[1]},
+            },
+        )
+        await event("message_stop", {"type": "message_stop"})
         w.write(b"0\r\n\r\n")
         await w.drain()
         return True
