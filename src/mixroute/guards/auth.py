@@ -52,7 +52,9 @@ class Authenticator:
         path = Path(config.keys_path)
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
-        return cls(KeyStore(path), mode=config.mode, cache_ttl_s=config.cache_ttl_s)
+        # The server never creates the file: ``keys create`` does.
+        store = KeyStore(path, create=False)
+        return cls(store, mode=config.mode, cache_ttl_s=config.cache_ttl_s)
 
     @property
     def enabled(self) -> bool:

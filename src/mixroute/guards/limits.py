@@ -45,15 +45,10 @@ def _text_length(content: Any) -> int:
 
 def _int_param(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
-    if value is None:
-        return None
-    # bool is an int in Python; a JSON true is not a count.
+    # bool is an int in Python; a JSON true is not a count. Wrong types are the
+    # request validator's to report, with its own wording.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ClientError(
-            f"The parameter {name} must be an integer, not {type(value).__name__}.",
-            param=name,
-            code="invalid_type",
-        )
+        return None
     return value
 
 
@@ -62,8 +57,8 @@ def check_limits(body: dict[str, Any], limits: LimitsConfig) -> None:
 
     Checks the number of messages, the characters in each message (and in a
     completions ``prompt``), the number of tools, ``n`` and ``max_tokens`` (or
-    ``max_completion_tokens``). Shapes it does not understand are left to the
-    request parser.
+    ``max_completion_tokens``) against the configured limits. Wrong types and
+    values no request may have (``n: 0``) are left to the request validator.
     """
     messages = body.get("messages")
     if isinstance(messages, list):
@@ -107,9 +102,9 @@ def check_limits(body: dict[str, Any], limits: LimitsConfig) -> None:
         )
 
     n = _int_param(body, "n")
-    if n is not None and not 1 <= n <= limits.max_n:
+    if n is not None and n > limits.max_n:
         raise ClientError(
-            f"n is {n}; the limit max_n allows 1 to {limits.max_n}.",
+            f"n is {n}; the limit max_n is {limits.max_n}.",
             param="n",
             code="invalid_n",
         )
@@ -118,12 +113,6 @@ def check_limits(body: dict[str, Any], limits: LimitsConfig) -> None:
         value = _int_param(body, name)
         if value is None:
             continue
-        if value < 1:
-            raise ClientError(
-                f"{name} is {value}; it must be at least 1.",
-                param=name,
-                code="invalid_max_tokens",
-            )
         if limits.max_tokens is not None and value > limits.max_tokens:
             raise ClientError(
                 f"{name} is {value}; the limit max_tokens is {limits.max_tokens}.",

@@ -23,9 +23,15 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.guards.pii import StreamRestorer
 from mixroute.guards.pipeline import GuardOutcome, Guards
+from mixroute.guards.redaction import (
+    RedactionFilter,
+    install_redaction,
+    uninstall_redaction,
+)
 from mixroute.state.keys import ClientKey
 from mixroute.state.ledger import UsageRow
 from mixroute.tokens import count_tokens
@@ -77,8 +83,13 @@ class GuardMiddleware:
         config = guards.config
         self.max_body = config.limits.max_body_bytes or config.server.max_body_bytes
         self.route_names = set(config.route_names)
+        self.redact_logs = config.guards.redact_logs
+        self.redactor: RedactionFilter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._lifespan(receive), send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -93,6 +104,20 @@ class GuardMiddleware:
                 await _refuse(send, exc, None)
                 return
         await self.app(scope, receive, send)
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        """Mask secrets in logs while the app runs (from start-up to shutdown)."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self.redact_logs:
+                self.redactor = install_redaction(self.guards.config)
+            elif message["type"] == "lifespan.shutdown" and self.redactor:
+                uninstall_redaction(self.redactor)
+                self.redactor = None
+            return message
+
+        return wrapped
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.time()
@@ -443,3 +468,22 @@ class _Relay:
                 prompt * price.input_per_mtok + completion * price.output_per_mtok
             ) / 1e6
         await self.middleware.guards.settle(self.key, completion, cost)
+
+
+def add_guards(app: Any, config: MixrouteConfig, gateway: Any) -> Guards:
+    """Put ``GuardMiddleware`` on a Starlette ``app`` (it masks secrets in logs
+    while the app runs).
+
+    The jailbreak head runs on the gateway classifier's encoder when that is
+    the bundled ONNX MiniLM (another encoder's space would not fit the head);
+    rate limits and budgets live in the gateway's state store.
+    """
+    classifier = getattr(gateway, "classifier", None)
+    embed = None
+    if getattr(classifier, "backend", None) == "onnx":
+        embed = classifier.embed  # type: ignore[union-attr]
+    guards = Guards.from_config(
+        config, store=getattr(gateway, "store", None), embed=embed
+    )
+    app.add_middleware(GuardMiddleware, guards=guards, gateway=gateway)
+    return guards

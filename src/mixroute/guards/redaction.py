@@ -146,9 +146,15 @@ def install_redaction(
     return redactor
 
 
-def uninstall_redaction() -> None:
-    """Remove what ``install_redaction`` added (used by tests and reloads)."""
+def uninstall_redaction(only: RedactionFilter | None = None) -> None:
+    """Remove what ``install_redaction`` added (used by tests and reloads).
+
+    With ``only``, nothing happens unless that filter is the one installed
+    (an app stopping must not unmask another app's logs).
+    """
     global _factory
+    if only is not None and not any(r is only for _, r in _installed):
+        return
     for target, redactor in _installed:
         target.removeFilter(redactor)
     _installed.clear()

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mixroute.errors import ClientError, ConfigError
 
@@ -111,21 +111,56 @@ def parse_budget(text: str) -> tuple[float, BudgetPeriod]:
 class KeyStore:
     """Client keys in a SQLite file; safe to share between threads."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open (or, with ``create``, make) the store at ``path``.
+
+        With ``create=False`` a missing file is an empty store until someone
+        creates it (``mixroute keys create``), so a server in ``auth: auto``
+        leaves no file behind yet notices the first key.
+        """
         self.path = str(path)
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._create = create
+        self._connect()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """The connection; ``None`` while the file is missing and may not be made."""
+        if self._db is not None:
+            return self._db
+        if not self._create and not Path(self.path).exists():
+            return None
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            with self._db:
-                self._db.execute(_SCHEMA)
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            with db:
+                db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise ConfigError(
                 [f"auth.keys_path: the key store {self.path} cannot be opened ({exc})"]
             ) from None
+        self._db = db
+        return db
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            db = self._connect()
+            if db is None:
+                return []
+            return db.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            self._create = True
+            db = self._connect()
+            assert db is not None
+            with db:
+                db.execute(sql, params)
 
     def create(
         self,
@@ -167,54 +202,49 @@ class KeyStore:
             rpm=rpm,
             tpm=tpm,
         )
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO client_keys (key_id, name, salt, hash, created_at, "
-                "budget_usd, budget_period, routes, rpm, tpm) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    name,
-                    salt,
-                    hash_key(key, salt),
-                    record.created_at,
-                    budget_usd,
-                    period,
-                    ",".join(routes),
-                    rpm,
-                    tpm,
-                ),
-            )
+        self._write(
+            "INSERT INTO client_keys (key_id, name, salt, hash, created_at, "
+            "budget_usd, budget_period, routes, rpm, tpm) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key_id,
+                name,
+                salt,
+                hash_key(key, salt),
+                record.created_at,
+                budget_usd,
+                period,
+                ",".join(routes),
+                rpm,
+                tpm,
+            ),
+        )
         return key, record
 
     def list(self, *, include_revoked: bool = False) -> list[ClientKey]:
         """Every key, oldest first (revoked ones only when asked)."""
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key_id, name, created_at, revoked_at, budget_usd, "
-                f"budget_period, routes, rpm, tpm FROM client_keys{where} "
-                "ORDER BY created_at"
-            ).fetchall()
+        rows = self._rows(
+            "SELECT key_id, name, created_at, revoked_at, budget_usd, "
+            f"budget_period, routes, rpm, tpm FROM client_keys{where} "
+            "ORDER BY created_at"
+        )
         return [self._record(r) for r in rows]
 
     def has_active_keys(self) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM client_keys WHERE revoked_at IS NULL LIMIT 1"
-            ).fetchone()
-        return row is not None
+        return bool(
+            self._rows("SELECT 1 FROM client_keys WHERE revoked_at IS NULL LIMIT 1")
+        )
 
     def find(self, name_or_id: str) -> ClientKey | None:
         """The active key with this name, or with this key id."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT key_id, name, created_at, revoked_at, budget_usd, "
-                "budget_period, routes, rpm, tpm FROM client_keys "
-                "WHERE revoked_at IS NULL AND (name = ? OR key_id = ?)",
-                (name_or_id, name_or_id),
-            ).fetchone()
-        return None if row is None else self._record(row)
+        rows = self._rows(
+            "SELECT key_id, name, created_at, revoked_at, budget_usd, "
+            "budget_period, routes, rpm, tpm FROM client_keys "
+            "WHERE revoked_at IS NULL AND (name = ? OR key_id = ?)",
+            (name_or_id, name_or_id),
+        )
+        return self._record(rows[0]) if rows else None
 
     def revoke(self, name_or_id: str) -> ClientKey | None:
         """Revoke the active key with this name or id; ``None`` if there is none."""
@@ -222,11 +252,10 @@ class KeyStore:
         if found is None:
             return None
         now = time.time()
-        with self._lock, self._db:
-            self._db.execute(
-                "UPDATE client_keys SET revoked_at = ? WHERE key_id = ?",
-                (now, found.key_id),
-            )
+        self._write(
+            "UPDATE client_keys SET revoked_at = ? WHERE key_id = ?",
+            (now, found.key_id),
+        )
         return ClientKey(**{**found.__dict__, "revoked_at": now})
 
     def verify(self, key: str) -> ClientKey | None:
@@ -247,15 +276,15 @@ class KeyStore:
         return record if record.active else None
 
     def _row(self, key_id: str) -> tuple[bytes, bytes, ClientKey] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT salt, hash, key_id, name, created_at, revoked_at, "
-                "budget_usd, budget_period, routes, rpm, tpm FROM client_keys "
-                "WHERE key_id = ?",
-                (key_id,),
-            ).fetchone()
-        if row is None:
+        rows = self._rows(
+            "SELECT salt, hash, key_id, name, created_at, revoked_at, "
+            "budget_usd, budget_period, routes, rpm, tpm FROM client_keys "
+            "WHERE key_id = ?",
+            (key_id,),
+        )
+        if not rows:
             return None
+        row = rows[0]
         return bytes(row[0]), bytes(row[1]), self._record(row[2:])
 
     @staticmethod
