@@ -254,7 +254,11 @@ class GuardMiddleware:
         ]
         if key is not None:
             scope.setdefault("state", {})
-            scope["state"] = {**scope["state"], "client_key_id": key.key_id}
+            scope["state"] = {
+                **scope["state"],
+                "client_key_id": key.key_id,
+                "client_key_name": key.name,
+            }
         relay = _Relay(send, outcome, self, key)
         await self.app(scope, receive, relay.send)
 
