@@ -103,6 +103,7 @@ class CacheStep:
             await self._vector(),
             route=ctx.decision.route,
         )
+        self.gateway.obs.cache_lookup(hit is not None)
         if hit is None and self.cache.storable(self.scope) and ctx.stream:
             # Keep what the stream sends, to store it if it ends whole.
             ctx.stream_chunks = []

@@ -53,6 +53,8 @@ class CompletionEndpoint:
         ctx = RequestContext(
             new_request_id(header(scope, b"x-request-id")), kind=self.kind
         )
+        # The client key's id, set by the guards (issue 6); None when auth is off.
+        ctx.key = scope.get("state", {}).get("client_key_id")
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
@@ -62,7 +64,9 @@ class CompletionEndpoint:
                 scope, receive, self.gateway.config.server.max_body_bytes
             )
             watcher = asyncio.ensure_future(_watch(receive, task, ctx))
-            await self._serve(ctx, scope, body, send)
+            attrs = {"mixroute.request_id": ctx.request_id, "mixroute.kind": self.kind}
+            with self.gateway.obs.span("mixroute.request", attrs):
+                await self._serve(ctx, scope, body, send)
         except ClientGone:
             gone = True
         except asyncio.CancelledError:
@@ -130,14 +134,19 @@ class CompletionEndpoint:
                 headers={SESSION_HEADER: header(scope, b"x-session-id") or ""},
             )
             ctx.prompt_tokens = preq.prompt_tokens or None
-        ctx.decision = await gw.decide(req.model, pending, request=preq)
+        if pending is not None and gw.obs.tracer.enabled:
+            with gw.obs.span("mixroute.classify"):
+                await asyncio.wait([pending])
+        with gw.obs.span("mixroute.policy"):
+            ctx.decision = await gw.decide(req.model, pending, request=preq)
         max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
         ctx.candidates = await gw.plan(ctx, len(body), max_out)
         headers = _forwarded(scope, ctx)
         opts = req.stream_options
         include_usage = bool(opts and opts.include_usage)
         if step is not None:
-            hit = await step.lookup()
+            with gw.obs.span("mixroute.cache"):
+                hit = await step.lookup()
             if hit is not None:
                 await step.serve(hit, send, include_usage)
                 return

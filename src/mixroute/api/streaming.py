@@ -118,7 +118,8 @@ async def stream(
         try:
             sent = gateway.body_for(ctx, model, body)
             req = provider.build_request(model, kind, sent, stream=True, api_key=key)
-            resp = await gateway.pool.open_stream(model, req, headers)
+            with gateway.obs.span("mixroute.upstream", {"model": model.name}):
+                resp = await gateway.pool.open_stream(model, req, headers)
         except ClientError as exc:
             failures.append(f"{model.name} ({exc.message})")
             continue
