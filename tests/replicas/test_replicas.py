@@ -3,12 +3,14 @@ answers and open circuits, and keep answering while Redis is away."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import yaml
 from replica_helpers import MixrouteProcess, chat, config_dict, write_config
 
 from fakes import FakeUpstream, Reply
@@ -163,6 +165,49 @@ def test_cache_entry_written_by_a_is_a_hit_on_b(
 
     # A sampled request (temperature unset) is neither served nor stored.
     assert chat(b.url, prompt).headers["x-mixroute-cache"] == "miss"
+
+    # The hit's one ledger row: the cached model, no cost, the cache flag.
+    row = _ledger_row(b, hit.headers["x-request-id"])
+    assert row == {"status": 200, "model": "small", "cost_usd": 0.0, "cached": 1}
+
+
+def test_a_cut_stream_is_not_cached(
+    replicas: tuple[MixrouteProcess, MixrouteProcess],
+    upstreams: dict[str, FakeUpstream],
+) -> None:
+    a, b = replicas
+    small = upstreams["small"]
+    prompt = "Count slowly from one to ten."
+    small.push(Reply("drop", chunks=4))
+    cut = chat(a.url, prompt, temperature=0, stream=True)
+    assert cut.headers["x-mixroute-cache"] == "miss"
+    assert "upstream_stream_error" in cut.text and "[DONE]" not in cut.text
+
+    calls = len(small.received)
+    again = chat(b.url, prompt, temperature=0, stream=True)
+    assert again.headers["x-mixroute-cache"] == "miss"
+    assert again.text.rstrip().endswith("data: [DONE]")
+    assert len(small.received) == calls + 1
+    # That whole answer was stored: now A hits it.
+    assert chat(a.url, prompt, temperature=0).headers["x-mixroute-cache"] == "hit"
+
+
+def _ledger_row(proc: MixrouteProcess, request_id: str) -> dict[str, object]:
+    raw = yaml.safe_load(proc.config.read_text("utf-8"))
+    deadline = time.monotonic() + 3.0
+    while True:
+        with sqlite3.connect(raw["server"]["ledger_path"]) as db:
+            rows = db.execute(
+                "SELECT status, model, cost_usd, cached FROM usage "
+                "WHERE request_id = ?",
+                (request_id,),
+            ).fetchall()
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(rows) == 1, rows
+    status, model, cost, cached = rows[0]
+    return {"status": status, "model": model, "cost_usd": cost, "cached": cached}
 
 
 def test_open_circuit_on_a_is_seen_by_b(
