@@ -367,7 +367,10 @@ class Gateway:
         c = ctx.decision.classification if ctx.decision is not None else None
         self.obs.finished(row, classify_ms=c.latency_ms if c is not None else None)
         if self.engine is not None and ctx.decision is not None:
-            self._record_policy(ctx, row)
+            if ctx.cache_hit:
+                self._release_policy(ctx)
+            else:
+                self._record_policy(ctx, row)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 '%s "%s" %d model=%s route=%s fallbacks=%d tokens=%d/%d %.1fms',
@@ -382,6 +385,16 @@ class Gateway:
                 row.latency_ms,
                 extra=access_fields(row, ctx.fallbacks),
             )
+
+    def _release_policy(self, ctx: RequestContext) -> None:
+        # A cached answer called no model: its budget reservation is given back,
+        # and health and A/B statistics learn nothing from it.
+        assert self.engine is not None and ctx.decision is not None
+        task = asyncio.ensure_future(
+            _quietly(self.engine.release(ctx.decision), ctx.request_id)
+        )
+        self._policy_tasks.add(task)
+        task.add_done_callback(self._policy_tasks.discard)
 
     def _record_policy(self, ctx: RequestContext, row: Any) -> None:
         assert self.engine is not None and ctx.decision is not None
