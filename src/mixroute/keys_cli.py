@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from mixroute.errors import ConfigError
 from mixroute.state.keys import ClientKey, KeyStore
 
 keys_app = typer.Typer(
@@ -25,17 +26,22 @@ StoreOpt = Annotated[
 ]
 
 
+def _unreachable(exc: ConfigError) -> typer.Exit:
+    for problem in exc.problems:
+        typer.echo(f"error: {problem}", err=True)
+    return typer.Exit(1)
+
+
 def _open(config: Path | None, store: Path | None) -> KeyStore:
     from mixroute.config import load_config
-    from mixroute.errors import ConfigError
+    from mixroute.state.keys import open_key_store
 
     try:
-        path = store or Path(load_config(config).auth.keys_path)
-        return KeyStore(path)
+        if store is not None:
+            return KeyStore(store)
+        return open_key_store(load_config(config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(1) from None
+        raise _unreachable(exc) from None
 
 
 def _describe(k: ClientKey) -> dict[str, object]:
@@ -76,6 +82,8 @@ def create(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except ConfigError as exc:
+        raise _unreachable(exc) from None
     finally:
         keys.close()
     typer.echo(key)
@@ -95,8 +103,12 @@ def list_(
 ) -> None:
     """List keys (ids and limits, never secrets)."""
     keys = _open(config, store)
-    rows = [_describe(k) for k in keys.list(include_revoked=revoked)]
-    keys.close()
+    try:
+        rows = [_describe(k) for k in keys.list(include_revoked=revoked)]
+    except ConfigError as exc:
+        raise _unreachable(exc) from None
+    finally:
+        keys.close()
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -121,8 +133,12 @@ def revoke(
 ) -> None:
     """Revoke a key; servers stop accepting it within auth.cache_ttl_s seconds."""
     keys = _open(config, store)
-    record = keys.revoke(name_or_id)
-    keys.close()
+    try:
+        record = keys.revoke(name_or_id)
+    except ConfigError as exc:
+        raise _unreachable(exc) from None
+    finally:
+        keys.close()
     if record is None:
         typer.echo(f'error: no active key named or with id "{name_or_id}"', err=True)
         raise typer.Exit(1)

@@ -38,6 +38,12 @@ async def test_auto_mode_is_off_until_a_key_exists(tmp_path: Path) -> None:
     assert err.body()["error"]["code"] == "invalid_api_key"
     assert (await auth.authenticate(f"Bearer {key}")) == record
 
+    # Revoking the last key keeps auth on: the gateway must not fall open.
+    store.revoke("team-a")
+    clock.now += 6
+    assert (await _refused(auth, f"Bearer {key}")).status == 401
+    assert (await _refused(auth, None)).status == 401
+
 
 async def test_off_mode_lets_everyone_in_and_on_mode_needs_a_key(
     tmp_path: Path,

@@ -126,10 +126,13 @@ class AuthConfig(Strict):
     """Client keys. ``auth: off`` (or ``on``/``auto``) is accepted as a shorthand."""
 
     mode: Literal["on", "off", "auto"] = Field(
-        "auto", description="auto: on as soon as any client key exists"
+        "auto", description="auto: on once any client key was created (even if revoked)"
     )
     keys_path: str = Field(
         "mixroute-keys.sqlite", description="SQLite file holding hashed client keys"
+    )
+    backend: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="redis: the keys live in the Redis of `state:`"
     )
     cache_ttl_s: float = Field(
         5.0, ge=0, le=300, description="how long a verified key is trusted in memory"

@@ -13,11 +13,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from mixroute.config.schema import AuthConfig
+from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
-from mixroute.state.keys import ClientKey, KeyStore, unauthorized
+from mixroute.state.keys import ClientKey, KeyStore, open_key_store, unauthorized
 
 log = logging.getLogger("mixroute.guards.auth")
 
@@ -45,25 +44,24 @@ class Authenticator:
         self._enabled = False
 
     @classmethod
-    def from_config(
-        cls, config: AuthConfig, base_dir: Path | None = None
-    ) -> Authenticator:
-        """Open the key store named by ``auth.keys_path`` (relative to ``base_dir``)."""
-        path = Path(config.keys_path)
-        if base_dir is not None and not path.is_absolute():
-            path = base_dir / path
-        # The server never creates the file: ``keys create`` does.
-        store = KeyStore(path, create=False)
-        return cls(store, mode=config.mode, cache_ttl_s=config.cache_ttl_s)
+    def from_config(cls, config: MixrouteConfig) -> Authenticator:
+        """Open the key store that ``auth:`` names (SQLite or the shared Redis)."""
+        # The server never creates the SQLite file: ``keys create`` does.
+        store = open_key_store(config, create=False)
+        auth = config.auth
+        return cls(store, mode=auth.mode, cache_ttl_s=auth.cache_ttl_s)
 
     @property
     def enabled(self) -> bool:
-        """``on``; or ``auto`` while any active key exists (checked every TTL)."""
+        """``on``; or ``auto`` once any key was made (checked every TTL).
+
+        Revoked keys count: revoking the last key must not open the gateway.
+        """
         if self.mode != "auto":
             return self.mode == "on"
         now = self._clock()
         if now >= self._enabled_until:
-            self._enabled = self.store.has_active_keys()
+            self._enabled = self.store.has_keys()
             self._enabled_until = now + self.cache_ttl_s
         return self._enabled
 

@@ -20,7 +20,6 @@ import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mixroute.config.schema import MixrouteConfig, ModelConfig
@@ -182,13 +181,12 @@ class Guards:
         *,
         store: Counters | None = None,
         embed: Embed | None = None,
-        base_dir: Path | None = None,
     ) -> Guards:
         """Build every guard; ``embed`` (the classifier's encoder) enables the
         jailbreak head, ``store`` shares rate limits and budgets across replicas."""
         authenticator = None
         if config.auth.mode != "off":
-            authenticator = Authenticator.from_config(config.auth, base_dir)
+            authenticator = Authenticator.from_config(config)
         jailbreak = None
         if embed is not None:
             jailbreak = JailbreakDetector.load(embed, config.guards.jailbreak_threshold)

@@ -15,11 +15,15 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mixroute.errors import ClientError, ConfigError
+
+if TYPE_CHECKING:
+    from mixroute.config.schema import MixrouteConfig
 
 KEY_PREFIX = "mr-"
 KEY_ID_LENGTH = 8
@@ -108,8 +112,18 @@ def parse_budget(text: str) -> tuple[float, BudgetPeriod]:
     return value, period  # type: ignore[return-value]
 
 
+_COLUMNS = (
+    "key_id, name, created_at, revoked_at, budget_usd, budget_period, routes, rpm, tpm"
+)
+
+
 class KeyStore:
-    """Client keys in a SQLite file; safe to share between threads."""
+    """Client keys in a SQLite file; safe to share between threads.
+
+    The public methods are written on four storage steps (``_insert``,
+    ``_records``, ``_secret_row``, ``_set_revoked``) that ``RedisKeyStore``
+    implements again for replicas sharing one Redis.
+    """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         """Open (or, with ``create``, make) the store at ``path``.
@@ -147,6 +161,8 @@ class KeyStore:
                 self._db.close()
                 self._db = None
 
+    # storage steps -------------------------------------------------------------
+
     def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             db = self._connect()
@@ -161,6 +177,34 @@ class KeyStore:
             assert db is not None
             with db:
                 db.execute(sql, params)
+
+    def _insert(self, record: ClientKey, salt: bytes, digest: bytes) -> None:
+        self._write(
+            f"INSERT INTO client_keys ({_COLUMNS}, salt, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*_fields(record), salt, digest),
+        )
+
+    def _records(self) -> list[ClientKey]:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM client_keys ORDER BY created_at")
+        return [_record(r) for r in rows]
+
+    def _secret_row(self, key_id: str) -> tuple[bytes, bytes, ClientKey] | None:
+        rows = self._rows(
+            f"SELECT salt, hash, {_COLUMNS} FROM client_keys WHERE key_id = ?",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return bytes(row[0]), bytes(row[1]), _record(row[2:])
+
+    def _set_revoked(self, key_id: str, when: float) -> None:
+        self._write(
+            "UPDATE client_keys SET revoked_at = ? WHERE key_id = ?", (when, key_id)
+        )
+
+    # public API ----------------------------------------------------------------
 
     def create(
         self,
@@ -189,7 +233,7 @@ class KeyStore:
         while True:
             key = KEY_PREFIX + secrets.token_urlsafe(32)
             key_id = key_id_of(key)
-            if key_id is not None and self._row(key_id) is None:
+            if key_id is not None and self._secret_row(key_id) is None:
                 break
         salt = secrets.token_bytes(16)
         record = ClientKey(
@@ -202,49 +246,26 @@ class KeyStore:
             rpm=rpm,
             tpm=tpm,
         )
-        self._write(
-            "INSERT INTO client_keys (key_id, name, salt, hash, created_at, "
-            "budget_usd, budget_period, routes, rpm, tpm) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key_id,
-                name,
-                salt,
-                hash_key(key, salt),
-                record.created_at,
-                budget_usd,
-                period,
-                ",".join(routes),
-                rpm,
-                tpm,
-            ),
-        )
+        self._insert(record, salt, hash_key(key, salt))
         return key, record
 
     def list(self, *, include_revoked: bool = False) -> list[ClientKey]:
         """Every key, oldest first (revoked ones only when asked)."""
-        where = "" if include_revoked else " WHERE revoked_at IS NULL"
-        rows = self._rows(
-            "SELECT key_id, name, created_at, revoked_at, budget_usd, "
-            f"budget_period, routes, rpm, tpm FROM client_keys{where} "
-            "ORDER BY created_at"
-        )
-        return [self._record(r) for r in rows]
+        return [r for r in self._records() if include_revoked or r.active]
 
     def has_active_keys(self) -> bool:
-        return bool(
-            self._rows("SELECT 1 FROM client_keys WHERE revoked_at IS NULL LIMIT 1")
-        )
+        return any(r.active for r in self._records())
+
+    def has_keys(self) -> bool:
+        """Whether any key was ever made here (revoked ones count)."""
+        return bool(self._records())
 
     def find(self, name_or_id: str) -> ClientKey | None:
         """The active key with this name, or with this key id."""
-        rows = self._rows(
-            "SELECT key_id, name, created_at, revoked_at, budget_usd, "
-            "budget_period, routes, rpm, tpm FROM client_keys "
-            "WHERE revoked_at IS NULL AND (name = ? OR key_id = ?)",
-            (name_or_id, name_or_id),
-        )
-        return self._record(rows[0]) if rows else None
+        for r in self._records():
+            if r.active and name_or_id in (r.name, r.key_id):
+                return r
+        return None
 
     def revoke(self, name_or_id: str) -> ClientKey | None:
         """Revoke the active key with this name or id; ``None`` if there is none."""
@@ -252,10 +273,7 @@ class KeyStore:
         if found is None:
             return None
         now = time.time()
-        self._write(
-            "UPDATE client_keys SET revoked_at = ? WHERE key_id = ?",
-            (now, found.key_id),
-        )
+        self._set_revoked(found.key_id, now)
         return ClientKey(**{**found.__dict__, "revoked_at": now})
 
     def verify(self, key: str) -> ClientKey | None:
@@ -267,7 +285,7 @@ class KeyStore:
         key_id = key_id_of(key)
         if key_id is None:
             return None
-        row = self._row(key_id)
+        row = self._secret_row(key_id)
         if row is None:
             return None
         salt, stored, record = row
@@ -275,32 +293,121 @@ class KeyStore:
             return None
         return record if record.active else None
 
-    def _row(self, key_id: str) -> tuple[bytes, bytes, ClientKey] | None:
-        rows = self._rows(
-            "SELECT salt, hash, key_id, name, created_at, revoked_at, "
-            "budget_usd, budget_period, routes, rpm, tpm FROM client_keys "
-            "WHERE key_id = ?",
-            (key_id,),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return bytes(row[0]), bytes(row[1]), self._record(row[2:])
 
-    @staticmethod
-    def _record(row: tuple[object, ...]) -> ClientKey:
-        key_id, name, created, revoked, budget, period, routes, rpm, tpm = row
-        return ClientKey(
-            key_id=str(key_id),
-            name=str(name),
-            created_at=float(created),  # type: ignore[arg-type]
-            revoked_at=None if revoked is None else float(revoked),  # type: ignore[arg-type]
-            budget_usd=None if budget is None else float(budget),  # type: ignore[arg-type]
-            budget_period=period,  # type: ignore[arg-type]
-            routes=tuple(r for r in str(routes or "").split(",") if r),
-            rpm=None if rpm is None else int(rpm),  # type: ignore[call-overload]
-            tpm=None if tpm is None else int(tpm),  # type: ignore[call-overload]
+def _fields(r: ClientKey) -> tuple[object, ...]:
+    return (
+        r.key_id,
+        r.name,
+        r.created_at,
+        r.revoked_at,
+        r.budget_usd,
+        r.budget_period,
+        ",".join(r.routes),
+        r.rpm,
+        r.tpm,
+    )
+
+
+def _record(row: Sequence[Any]) -> ClientKey:
+    key_id, name, created, revoked, budget, period, routes, rpm, tpm = row
+    return ClientKey(
+        key_id=str(key_id),
+        name=str(name),
+        created_at=float(created),
+        revoked_at=None if revoked in (None, "") else float(revoked),
+        budget_usd=None if budget in (None, "") else float(budget),
+        budget_period=period or None,
+        routes=tuple(r for r in str(routes or "").split(",") if r),
+        rpm=None if rpm in (None, "") else int(rpm),
+        tpm=None if tpm in (None, "") else int(tpm),
+    )
+
+
+class RedisKeyStore(KeyStore):
+    """Client keys in Redis, for replicas that share one (``auth.backend: redis``).
+
+    One hash per key under ``<prefix>clientkey:<id>`` and a set of ids under
+    ``<prefix>clientkeys``; the same salted scrypt hashes as the SQLite store.
+    """
+
+    _NAMES = ("key_id", "name", "created_at", "revoked_at", "budget_usd",
+              "budget_period", "routes", "rpm", "tpm")  # fmt: skip
+
+    def __init__(self, client: Any, prefix: str = "mixroute:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.path = f"redis ({prefix})"
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "mixroute:") -> RedisKeyStore:
+        import redis
+
+        return cls(redis.Redis.from_url(url, socket_timeout=5), prefix)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        import redis
+
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            raise ConfigError(
+                [f"auth: the Redis key store cannot be reached ({type(exc).__name__})"]
+            ) from None
+
+    def _insert(self, record: ClientKey, salt: bytes, digest: bytes) -> None:
+        mapping: dict[str, Any] = {
+            n: "" if v is None else v
+            for n, v in zip(self._NAMES, _fields(record), strict=True)
+        }
+        mapping |= {"salt": salt, "hash": digest}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(f"{self.prefix}clientkey:{record.key_id}", mapping=mapping)
+        pipe.sadd(f"{self.prefix}clientkeys", record.key_id)
+        self._call(pipe.execute)
+
+    def _hash(self, key_id: str) -> dict[bytes, bytes]:
+        data: dict[bytes, bytes] = self._call(
+            self.client.hgetall, f"{self.prefix}clientkey:{key_id}"
         )
+        return data
+
+    def _from_hash(self, data: dict[bytes, bytes]) -> ClientKey:
+        return _record([data.get(n.encode(), b"").decode() for n in self._NAMES])
+
+    def _records(self) -> list[ClientKey]:
+        ids = self._call(self.client.smembers, f"{self.prefix}clientkeys")
+        out = []
+        for key_id in ids:
+            data = self._hash(key_id.decode())
+            if data:
+                out.append(self._from_hash(data))
+        return sorted(out, key=lambda r: r.created_at)
+
+    def _secret_row(self, key_id: str) -> tuple[bytes, bytes, ClientKey] | None:
+        data = self._hash(key_id)
+        if not data:
+            return None
+        return data[b"salt"], data[b"hash"], self._from_hash(data)
+
+    def _set_revoked(self, key_id: str, when: float) -> None:
+        self._call(
+            self.client.hset, f"{self.prefix}clientkey:{key_id}", "revoked_at", when
+        )
+
+
+def open_key_store(config: MixrouteConfig, *, create: bool = True) -> KeyStore:
+    """The key store ``auth.backend`` names: SQLite at ``auth.keys_path``, or the
+    Redis of ``state:`` (its URL from ``state.redis_url_env`` or ``redis_url``)."""
+    if config.auth.backend == "redis":
+        from mixroute.state.factory import redis_url
+
+        return RedisKeyStore.from_url(
+            redis_url(config.state), prefix=config.state.key_prefix
+        )
+    return KeyStore(config.auth.keys_path, create=create)
 
 
 def unauthorized(message: str) -> ClientError:
