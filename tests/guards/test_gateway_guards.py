@@ -118,7 +118,7 @@ def test_client_keys_gate_every_v1_path(
     tmp_path: Path, fakes: dict[str, FakeUpstream], clients: list[openai.OpenAI]
 ) -> None:
     config = _config(tmp_path, _urls(fakes))
-    key, _ = KeyStore(config.auth.keys_path).create("team-a")
+    key, record = KeyStore(config.auth.keys_path).create("team-a")
     with _serve(config) as url:
         bad = _client(clients, url, "mr-wrong")
         with pytest.raises(openai.AuthenticationError) as info:
@@ -140,6 +140,11 @@ def test_client_keys_gate_every_v1_path(
         assert key not in str(sent)
     statuses = [row[0] for row in _ledger_rows(tmp_path)]
     assert sorted(statuses) == [200, 401]  # one row per completion request
+    # The ledger knows which key asked (its id, never the key).
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    keys = {k for (k,) in db.execute("SELECT key FROM usage WHERE status = 200")}
+    db.close()
+    assert keys == {record.key_id}
 
 
 def test_rate_limit_is_a_429_with_retry_after(
