@@ -44,6 +44,24 @@ def _open(config: Path | None, store: Path | None) -> KeyStore:
         raise _unreachable(exc) from None
 
 
+def _warn_unknown_routes(config: Path | None, routes: tuple[str, ...]) -> None:
+    if not routes:
+        return
+    from mixroute.config import load_config
+
+    try:
+        known = load_config(config).route_names
+    except ConfigError:
+        return
+    unknown = [r for r in routes if r not in known]
+    if unknown:
+        typer.echo(
+            f"warning: route(s) {', '.join(unknown)} are not in the config "
+            f"(routes: {', '.join(known)}); the key cannot use them",
+            err=True,
+        )
+
+
 def _describe(k: ClientKey) -> dict[str, object]:
     return {
         "id": k.key_id,
@@ -73,8 +91,9 @@ def create(
     store: StoreOpt = None,
 ) -> None:
     """Create a key and print it once; it cannot be shown again."""
-    keys = _open(config, store)
     route_list = tuple(r.strip() for r in (routes or "").split(",") if r.strip())
+    _warn_unknown_routes(config, route_list)
+    keys = _open(config, store)
     try:
         key, record = keys.create(
             name, budget=budget_usd, routes=route_list, rpm=rpm, tpm=tpm

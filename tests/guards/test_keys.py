@@ -98,6 +98,15 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     human = runner.invoke(app, ["keys", "list", "--store", path])
     assert "team-a" in human.stdout and key[11:] not in human.stdout
 
+    odd = runner.invoke(
+        app, ["keys", "create", "--name", "t", "--routes", "nope", "--store", path]
+    )
+    assert (
+        odd.exit_code == 0
+        and "nope" in odd.stderr
+        and "not in the config" in odd.stderr
+    )
+
     dup = runner.invoke(app, ["keys", "create", "--name", "team-a", "--store", path])
     assert dup.exit_code == 1 and "already exists" in dup.output
 
