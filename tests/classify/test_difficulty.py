@@ -1,0 +1,219 @@
+"""The difficulty scorer, its artifact, and the cost-quality metrics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mixroute.classify.difficulty import (
+    DifficultyError,
+    DifficultyScorer,
+    TrainSettings,
+    cost_quality_curve,
+    curve_report,
+    fit_scorer,
+    run_costq_eval,
+    train_difficulty_cli,
+)
+from mixroute.cli import app
+
+
+@pytest.fixture(scope="module")
+def builtin() -> DifficultyScorer:
+    scorer = DifficultyScorer.load_builtin()
+    assert scorer is not None, "the shipped difficulty artifact is missing"
+    return scorer
+
+
+EASY = [
+    "Which of the following is a function of marketing?\nA. Promotion\nB. Fission\n"
+    "C. Photosynthesis\nD. Erosion\nAnswer:",
+    "Which branch of government makes the laws in the United States?\nA. Congress\n"
+    "B. The Supreme Court\nC. The President\nD. The Cabinet\nAnswer:",
+    "Sam has 3 apples and buys 2 more. How many apples does he have?",
+]
+HARD = [
+    "Find the order of the factor group Z_6 x Z_4 / <(2, 2)>.\nA. 2\nB. 3\nC. 4\n"
+    "D. 12\nAnswer:",
+    "Statement 1 | Every integral domain has a field of quotients. Statement 2 | "
+    "A polynomial of degree n over a ring can have at most n zeros.\nA. True, True\n"
+    "B. False, False\nC. True, False\nD. False, True\nAnswer:",
+    "A store sells pens at 3 for $4.50 and notebooks at $2.25 each. Maria buys 12 "
+    "pens and 5 notebooks, pays with a $50 bill and then spends 40% of her change "
+    "on snacks. How much money does she have left?",
+]
+
+
+def _costq_rows(n: int = 40) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(n):
+        hard = i % 4 == 0
+        rows.append(
+            {
+                "id": f"row-{i}",
+                "prompt": (HARD if hard else EASY)[i % 3] + f" ({i})",
+                "weak_correct": not hard,
+                "strong_correct": True,
+                "source": "test",
+                "subject": None,
+            }
+        )
+    return rows
+
+
+# --- the shipped artifact ------------------------------------------------------------
+
+
+def test_builtin_scores_are_probabilities(builtin: DifficultyScorer) -> None:
+    for text in [*EASY, *HARD, "", "x" * 200_000, "日本語の質問です", "\x00\xff"]:
+        p = builtin.score(text)
+        assert 0.0 < p < 1.0
+
+
+def test_harder_looking_prompts_score_higher(builtin: DifficultyScorer) -> None:
+    # Pairwise: a maths word problem starts from a higher base rate than a
+    # multiple-choice question, so compare like with like.
+    for easy, hard in zip(EASY, HARD, strict=True):
+        assert builtin.score(easy) < builtin.score(hard), (easy, hard)
+
+
+def test_embedding_does_not_change_the_score(builtin: DifficultyScorer) -> None:
+    emb = np.ones(384) / np.sqrt(384)
+    assert builtin.score(HARD[0], emb) == builtin.score(HARD[0])
+
+
+def test_knob_is_monotone_from_never_to_always(builtin: DifficultyScorer) -> None:
+    assert builtin.strong_threshold_for(0.0) == 1.0
+    assert builtin.strong_threshold_for(1.0) == 0.0
+    taus = [builtin.strong_threshold_for(c) for c in np.linspace(0, 1, 21)]
+    assert all(a >= b for a, b in itertools.pairwise(taus))
+    shares = [builtin.share_for(c) for c in np.linspace(0, 1, 21)]
+    assert all(a <= b for a, b in itertools.pairwise(shares))
+    assert 0.0 < builtin.threshold_for_share(0.5) < 1.0
+
+
+def test_scoring_from_threads_matches_serial(builtin: DifficultyScorer) -> None:
+    texts = [*EASY, *HARD] * 20
+    serial = [builtin.score(t) for t in texts]
+    results: dict[int, list[float]] = {}
+
+    def work(k: int) -> None:
+        results[k] = [builtin.score(t) for t in texts]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert all(results[k] == serial for k in range(4))
+
+
+# --- metrics on a set with known answers -----------------------------------------
+
+
+def _known_set() -> tuple[list[bool], list[bool]]:
+    # 20 prompts only the strong model answers, 80 both answer: q_weak 0.8,
+    # q_strong 1.0, and 100 rows put every grid point on a whole row count.
+    weak = [False] * 20 + [True] * 80
+    strong = [True] * 100
+    return weak, strong
+
+
+def test_metrics_of_a_perfect_router() -> None:
+    weak, strong = _known_set()
+    scores = [1.0] * 20 + [0.0] * 80
+    curve = cost_quality_curve(scores, weak, strong)
+    # PGR(k) = min(k, 20) / 20, averaged over k = 0..100.
+    assert curve.apgr() == pytest.approx((10.5 + 80) / 101)
+    assert curve.share_to_recover(0.5) == pytest.approx(0.10)
+    assert curve.share_to_recover(0.8) == pytest.approx(0.16)
+    assert curve.share_to_recover(0.95) == pytest.approx(0.19)
+    assert curve.share_for_quality(0.95) == pytest.approx(0.15)
+
+
+def test_metrics_of_a_backwards_router() -> None:
+    weak, strong = _known_set()
+    scores = [0.0] * 20 + [1.0] * 80
+    curve = cost_quality_curve(scores, weak, strong)
+    assert curve.apgr() == pytest.approx(10.5 / 101)
+    assert curve.share_to_recover(0.5) == pytest.approx(0.90)
+    assert curve.share_for_quality(0.95) == pytest.approx(0.95)
+
+
+def test_report_shape_and_curve_ends() -> None:
+    weak, strong = _known_set()
+    report = curve_report(cost_quality_curve([1.0] * 20 + [0.0] * 80, weak, strong))
+    assert set(report["cpt"]) == {"50", "80", "95"}
+    first, last = report["curve"][0], report["curve"][-1]
+    assert (first["strong_share"], first["quality"]) == (0.0, 0.8)
+    assert (last["strong_share"], last["quality"]) == (1.0, 1.0)
+
+
+def test_curve_rejects_mismatched_input() -> None:
+    with pytest.raises(DifficultyError):
+        cost_quality_curve([0.5], [True, False], [True, True])
+
+
+# --- eval, predictions, training ---------------------------------------------------
+
+
+def test_costq_eval_json_and_predictions(
+    tmp_path: Path, builtin: DifficultyScorer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _costq_rows()
+    out = tmp_path / "pred.jsonl"
+    run_costq_eval(None, rows, as_json=True, predictions=out)
+    report = json.loads(capsys.readouterr().out)
+    for key in ("apgr", "cpt", "strong_share_for_95pct_quality", "curve"):
+        assert key in report
+    assert set(report["baselines"]) == {"random", "length"}
+    assert report["latency_ms"]["p50"] < 50
+    assert report["apgr"] > report["baselines"]["random"]["apgr"]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["id"] for p in lines] == [r["id"] for r in rows]
+    assert all(set(p) == {"id", "hard_probability"} for p in lines)
+    assert all(0 < p["hard_probability"] < 1 for p in lines)
+
+
+def test_mixroute_eval_dispatches_costq_rows(tmp_path: Path) -> None:
+    path = tmp_path / "costq.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _costq_rows()) + "\n")
+    result = CliRunner().invoke(app, ["eval", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "apgr" in json.loads(result.output)
+
+
+def test_train_then_load_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "train.jsonl"
+    rows = _costq_rows(60)
+    path.write_text(
+        "\n".join(json.dumps(r) for r in rows) + '\n{"prompt": "unlabelled"}\n'
+    )
+    out = tmp_path / "head.npz"
+    train_difficulty_cli(None, path, out)
+    assert "60 rows" in capsys.readouterr().out
+    scorer = DifficultyScorer.load(out)
+    hard = scorer.score(HARD[0] + " (0)")
+    easy = scorer.score(EASY[1] + " (1)")
+    assert hard > easy
+
+
+def test_fit_needs_enough_rows() -> None:
+    with pytest.raises(DifficultyError, match="at least"):
+        fit_scorer(_costq_rows(8), TrainSettings())
+
+
+def test_broken_artifact_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(DifficultyError, match="cannot be read"):
+        DifficultyScorer.load(bad)
