@@ -29,6 +29,7 @@ HEAD_SHA256 = "3b93d4926b0813f1af08f3193dfcb52c09292faebc62fa3dc1a7c3076bcbd182"
 # Only this much of a prompt is embedded: attacks state themselves early, and
 # the rules still see the whole text.
 _WINDOW_CHARS = 2000
+_RULE_WINDOW_CHARS = 20_000
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.IGNORECASE))
@@ -94,6 +95,14 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
+
+
+def _rule_window(text: str) -> str:
+    # The rules cost a few microseconds per character on hostile input, so a
+    # huge turn is judged by its beginning and its end, where instructions sit.
+    if len(text) <= 2 * _RULE_WINDOW_CHARS:
+        return text
+    return text[:_RULE_WINDOW_CHARS] + "\n" + text[-_RULE_WINDOW_CHARS:]
 
 
 @dataclass(frozen=True)
@@ -208,7 +217,7 @@ class JailbreakDetector:
 
     def score_many(self, texts: Sequence[str]) -> list[JailbreakVerdict]:
         """One verdict per text; CPU-bound, so call it off the event loop."""
-        patterns = [match_rules(t) for t in texts]
+        patterns = [match_rules(_rule_window(t)) for t in texts]
         probs = [0.0] * len(texts)
         if self.head is not None and self.embed is not None and texts:
             vectors = self.embed([t[:_WINDOW_CHARS] for t in texts])
