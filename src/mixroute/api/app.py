@@ -100,8 +100,11 @@ def create_app(
     retry: RetryPolicy | None = None,
     config_text: str | None = None,
     gateway: Gateway | None = None,
+    manage_gateway: bool = True,
 ) -> Starlette:
-    """The ASGI app. Its lifespan starts and stops the gateway (ledger flushed)."""
+    """The ASGI app. Its lifespan starts and stops the gateway (ledger flushed),
+    unless ``manage_gateway`` is False: then the caller does (``LiveApp``, whose
+    gateways share one ledger and state store across reloads)."""
     gw = gateway or build_gateway(
         config, classifier=classifier, retry=retry, config_text=config_text
     )
@@ -165,11 +168,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gw.start()
+        if manage_gateway:
+            await gw.start()
         try:
             yield
         finally:
-            await gw.stop()
+            if manage_gateway:
+                await gw.stop()
 
     routes = [
         Route("/v1/chat/completions", CompletionEndpoint(gw, "chat"), methods=["POST"]),

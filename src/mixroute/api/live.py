@@ -27,7 +27,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,72 @@ _RETIRE_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class Runtime:
-    """One config's gateway and the app that serves it; never changed."""
+    """One config's gateway and the app that serves it; never changed.
+
+    The app's own lifespan (its middleware's start-up work, such as the log
+    redaction the guards install) runs while the runtime serves; the gateway
+    is started and stopped here instead, because gateways share one ledger and
+    state store across reloads.
+    """
 
     config: MixrouteConfig
     gateway: Gateway
     app: Starlette
+    lifespan: AppLifespan
+
+    @classmethod
+    def of(cls, config: MixrouteConfig, gateway: Gateway) -> Runtime:
+        app = create_app(config, gateway=gateway, manage_gateway=False)
+        return cls(config, gateway, app, AppLifespan(app))
+
+
+class AppLifespan:
+    """Drives an ASGI app's lifespan protocol by hand: start-up now, shut-down
+    when its runtime is retired."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        """Run the app's start-up; raise when it fails."""
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": {},
+        }
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            await self._outbox.put(dict(message))
+
+        self._task = asyncio.ensure_future(self.app(scope, self._inbox.get, send))
+        await self._inbox.put({"type": "lifespan.startup"})
+        reply = await self._reply()
+        if reply["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"app start-up failed: {reply.get('message', '')}")
+
+    async def shutdown(self) -> None:
+        """Run the app's shut-down (bounded; failures are logged)."""
+        if self._task is None or self._task.done():
+            return
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self._reply(), 10.0)
+            await asyncio.wait_for(self._task, 10.0)
+        except Exception:
+            log.warning("an app's lifespan shut-down failed", exc_info=True)
+
+    async def _reply(self) -> dict[str, Any]:
+        assert self._task is not None
+        got = asyncio.ensure_future(self._outbox.get())
+        await asyncio.wait({got, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if got.done():
+            return got.result()
+        got.cancel()
+        error = self._task.exception()
+        return {"type": "lifespan.failed", "message": repr(error)}
 
 
 class LiveApp:
@@ -81,12 +142,12 @@ class LiveApp:
         gw = build_gateway(
             config, classifier=classifier, retry=retry, config_text=config_text
         )
-        self.runtime = Runtime(config, gw, create_app(config, gateway=gw))
+        self.runtime = Runtime.of(config, gw)
         self.reloads = 0
         self._active: dict[int, int] = {}
         self._idle: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._retiring: list[Gateway] = []
+        self._retiring: list[Runtime] = []
         self._lock: asyncio.Lock | None = None
         self._seen = self._signature()
         self._hup = False
@@ -127,6 +188,7 @@ class LiveApp:
         """Start the gateway, and the SIGHUP handler and file watch."""
         self._lock = asyncio.Lock()
         await self.runtime.gateway.start()
+        await self.runtime.lifespan.startup()
         if self.config_path is None:
             return
         loop = asyncio.get_running_loop()
@@ -148,8 +210,10 @@ class LiveApp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for old in self._retiring:
-            await _close(old)
+            await old.lifespan.shutdown()
+            await _close(old.gateway)
         self._retiring.clear()
+        await self.runtime.lifespan.shutdown()
         await self.runtime.gateway.stop()
         log.info("mixroute stopped; usage ledger flushed")
 
@@ -192,7 +256,7 @@ class LiveApp:
 
         old = self.runtime
         try:
-            gw = await self._build(config, text, old.gateway)
+            new = await self._build(config, text, old.gateway)
         except Exception as exc:
             log.error(
                 "Config reload (%s) failed while building the new gateway, the "
@@ -201,7 +265,7 @@ class LiveApp:
                 exc,
             )
             return False
-        self.runtime = Runtime(config, gw, create_app(config, gateway=gw))
+        self.runtime = new
         self.reloads += 1
         log.info(
             "Config reloaded from %s (%s): %d models, %d routes",
@@ -218,10 +282,10 @@ class LiveApp:
                 "The %s section(s) changed; they take effect at the next restart",
                 ", ".join(changed),
             )
-        self._spawn(self._retire(old.gateway))
+        self._spawn(self._retire(old))
         return True
 
-    async def _build(self, config: MixrouteConfig, text: str, old: Gateway) -> Gateway:
+    async def _build(self, config: MixrouteConfig, text: str, old: Gateway) -> Runtime:
         classifier = self._classifier
         if classifier is None:
             # Building a classifier may load an encoder: not on the event loop.
@@ -240,16 +304,18 @@ class LiveApp:
             ledger=old.ledger,
             obs=old.obs,
         )
+        runtime = Runtime.of(config, gw)
         try:
             await gw.start()  # the shared ledger is running already
+            await runtime.lifespan.startup()
         except BaseException:
             await _close(gw)
             raise
-        return gw
+        return runtime
 
-    async def _retire(self, gw: Gateway) -> None:
-        self._retiring.append(gw)
-        key = id(gw)
+    async def _retire(self, old: Runtime) -> None:
+        self._retiring.append(old)
+        key = id(old.gateway)
         if self._active.get(key, 0) > 0:
             idle = self._idle.setdefault(key, asyncio.Event())
             try:
@@ -258,8 +324,9 @@ class LiveApp:
                 log.warning("closing a replaced gateway with requests still open")
         self._idle.pop(key, None)
         self._active.pop(key, None)
-        self._retiring.remove(gw)
-        await _close(gw)
+        self._retiring.remove(old)
+        await old.lifespan.shutdown()
+        await _close(old.gateway)
 
     def _on_hup(self) -> None:
         log.info("SIGHUP received: reloading %s", self.config_path)
