@@ -201,13 +201,16 @@ def replay(
     output_tokens: Annotated[
         int, typer.Option(help="Assumed answer length for rows that do not say.")
     ] = 256,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report here.")
+    ] = None,
 ) -> None:
     """Route every prompt without calling a model; print split and projected cost."""
     from mixroute.replay import run_replay
 
     cfg = _load(config)
     try:
-        run_replay(cfg, file, as_json=as_json, output_tokens=output_tokens)
+        run_replay(cfg, file, as_json=as_json, output_tokens=output_tokens, html=html)
     except MixrouteError as exc:
         raise _fail(str(exc)) from None
 
@@ -220,15 +223,36 @@ def usage(
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report here.")
+    ] = None,
 ) -> None:
     """Print spend by day, route and model, and the saving against all-premium."""
     from mixroute.usage import print_usage
 
-    path = ledger if ledger is not None else Path(_load(config).server.ledger_path)
+    cfg = _load(config) if ledger is None or html is not None else None
+    path = ledger if ledger is not None else Path(_need(cfg).server.ledger_path)
     try:
         print_usage(path, as_json=as_json)
+        if html is not None:
+            cfg = _need(cfg)
+            from mixroute.report import rows_from_ledger, write_html
+
+            rows = rows_from_ledger(path)
+            write_html(
+                rows,
+                html,
+                title="mixroute usage: spend and savings",
+                baseline_model=cfg.policies.default_model,
+                source=f"usage ledger {path.name} ({len(rows)} answered requests)",
+            )
     except MixrouteError as exc:
         raise _fail(str(exc)) from None
+
+
+def _need(cfg: MixrouteConfig | None) -> MixrouteConfig:
+    assert cfg is not None
+    return cfg
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ class ReplayReport:
     baseline_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    # One per routed row, for the HTML report (mixroute.report.ReportRow).
+    rows: list[Any] = field(default_factory=list)
 
     @property
     def saving_share(self) -> float:
@@ -111,7 +113,8 @@ def replay(
         if messages is None:
             report.skipped += 1
             continue
-        decision = policy.decide(classifier.classify_messages(messages))
+        c = classifier.classify_messages(messages)
+        decision = policy.decide(c)
         model = config.model(decision.model)
         n_in = count_message_tokens(messages)
         n_out = row.get("completion_tokens", row.get("output_tokens", output_tokens))
@@ -131,7 +134,40 @@ def replay(
         )
         report.input_tokens += n_in
         report.output_tokens += n_out
+        report.rows.append(_report_row(row, decision, c, cost, baseline, n_in, n_out))
     return report
+
+
+def _report_row(
+    row: dict[str, Any],
+    decision: Any,
+    c: Any,
+    cost: float,
+    baseline: Any,
+    n_in: int,
+    n_out: int,
+) -> Any:
+    from mixroute.report import ReportRow
+
+    def label(name: str) -> bool | None:
+        value = row.get(name)
+        return value if isinstance(value, bool) else None
+
+    ts = row.get("ts")
+    return ReportRow(
+        route=decision.route,
+        model=decision.model,
+        cost_usd=cost,
+        baseline_usd=price(
+            baseline.price.input_per_mtok, baseline.price.output_per_mtok, n_in, n_out
+        ),
+        ts=float(ts) if isinstance(ts, int | float) else None,
+        rule=decision.rule,
+        premium=decision.model == baseline.name,
+        hard_probability=c.hard_probability,
+        weak_correct=label("weak_correct"),
+        strong_correct=label("strong_correct"),
+    )
 
 
 def price(in_per_mtok: float, out_per_mtok: float, n_in: int, n_out: int) -> float:
@@ -140,10 +176,25 @@ def price(in_per_mtok: float, out_per_mtok: float, n_in: int, n_out: int) -> flo
 
 
 def run_replay(
-    config: MixrouteConfig, path: Path, *, as_json: bool, output_tokens: int = 256
+    config: MixrouteConfig,
+    path: Path,
+    *,
+    as_json: bool,
+    output_tokens: int = 256,
+    html: Path | None = None,
 ) -> None:
     report = replay(config, path, output_tokens=output_tokens)
     baseline = config.policies.default_model
+    if html is not None:
+        from mixroute.report import write_html
+
+        write_html(
+            report.rows,
+            html,
+            title="mixroute replay: projected savings",
+            baseline_model=baseline,
+            source=f"replay of {path.name} ({report.requests} prompts)",
+        )
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(baseline)) + "\n")
         return
