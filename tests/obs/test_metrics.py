@@ -3,7 +3,10 @@ text, request id or key ever appears, and each app has its own registry."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,3 +157,17 @@ def test_labels_are_bounded() -> None:
     assert len(keys) <= 64 + 2 and "other" in keys  # + anonymous, other
     assert 'reason="other"' in text
     assert status_class(499) == "499" and status_class(502) == "5xx"
+
+
+async def test_grafana_dashboard_uses_only_served_metrics(urls: dict[str, str]) -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy/grafana/mixroute.json"
+    dash = json.loads(path.read_text("utf-8"))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = [m for e in exprs for m in re.findall(r"mixroute_\w+", e)]
+    used = {re.sub(r"_(total|bucket)$", "", m) for m in names}
+    async with in_process(build_app(obs_config(urls))) as client:
+        text = (await client.get("/metrics")).text
+    helped = re.findall(r"^# HELP (mixroute_\w+)", text, flags=re.M)
+    served = {re.sub(r"_total$", "", m) for m in helped}
+    assert used and used <= served, used - served
+    assert len(used) >= 12
