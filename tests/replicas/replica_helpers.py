@@ -72,6 +72,9 @@ def config_dict(urls: dict[str, str], ledger: Path, **sections: Any) -> dict[str
             "feedback": {"path": ":memory:"},
         },
         "server": {"ledger_path": str(ledger), "reload_poll_s": 0.2},
+        # Off unless a test turns it on: a key file left in the working folder
+        # must not switch authentication on for these servers.
+        "auth": {"mode": "off", "keys_path": str(ledger.parent / "keys.sqlite")},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
