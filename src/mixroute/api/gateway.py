@@ -103,12 +103,19 @@ class Gateway:
         await loop.run_in_executor(self.executor, self.classifier.classify, "warm up")
         self.classifier_warm = True
 
-    async def stop(self) -> None:
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for the policy bookkeeping of finished requests, at most
+        ``timeout_s`` seconds (then it is cancelled)."""
         if self._policy_tasks:
             # Bounded: a backlog of bookkeeping must not hold shutdown hostage.
-            _, late = await asyncio.wait(self._policy_tasks, timeout=5.0)
+            _, late = await asyncio.wait(self._policy_tasks, timeout=timeout_s)
             for task in late:
                 task.cancel()
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self.engine is not None:
+            await self.engine.close()  # the feedback book
         await self.pool.close()
         self.ledger.close()
         if self.cache is not None:

@@ -357,7 +357,10 @@ class LiveApp:
 
 
 async def _close(gw: Gateway) -> None:
-    # A replaced gateway: its own connections and threads, not the shared
-    # ledger, state store or cache (the current gateway uses them).
+    # A replaced gateway: its own connections, threads and feedback book, not
+    # the shared ledger, state store or cache (the current gateway uses them).
+    await gw.drain()
+    if gw.engine is not None:
+        await gw.engine.close()
     await gw.pool.close()
     gw.executor.shutdown(wait=False, cancel_futures=True)
