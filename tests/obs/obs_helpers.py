@@ -54,6 +54,8 @@ def obs_config(
         "classifier": {"backend": "tfidf", "head": None},
         "policies": {"default_model": "large"},
         "server": {"ledger_path": str(ledger)},
+        # Client keys in the working folder must not switch auth on here.
+        "auth": {"mode": "off"},
         **extra,
     }
     return parse_config(yaml.safe_dump(raw, sort_keys=False), env={})

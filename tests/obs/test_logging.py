@@ -51,6 +51,7 @@ def _config_file(tmp_path: Path, url: str, **obs: Any) -> Path:
         "policies": {"default_model": "premium"},
         "server": {"ledger_path": str(tmp_path / "ledger.sqlite"),
                    "reload_poll_s": 0},
+        "auth": {"mode": "off"},
         "observability": obs,
     }  # fmt: skip
     path = tmp_path / "mixroute.yaml"

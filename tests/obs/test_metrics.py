@@ -171,3 +171,21 @@ async def test_grafana_dashboard_uses_only_served_metrics(urls: dict[str, str]) 
     served = {re.sub(r"_total$", "", m) for m in helped}
     assert used and used <= served, used - served
     assert len(used) >= 12
+
+
+async def test_guard_refusals_are_counted(tmp_path: Path, urls: dict[str, str]) -> None:
+    auth = {"mode": "on", "keys_path": str(tmp_path / "keys.sqlite")}
+    app = build_app(obs_config(urls, auth=auth))
+    async with in_process(app) as client:
+        r = await _chat(client, "small")  # no client key
+        assert r.status_code == 401
+        gw: Gateway = app.state.gateway
+        gw.ledger.flush()
+        rows = gw.ledger.rows()
+        m = samples((await client.get("/metrics")).text)
+        live = (await client.get("/dashboard/data")).json()
+    assert len(rows) == 1 and rows[0]["rule"] == "guard"
+    assert value(m, "mixroute_requests_total", route="none", model="none",
+                 status="4xx") == 1  # fmt: skip
+    assert live["totals"]["requests"] == 1 and live["totals"]["errors"] == 1
+    assert live["recent"][0]["rule"] == "guard"

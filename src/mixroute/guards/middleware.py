@@ -275,27 +275,30 @@ class GuardMiddleware:
             return
         from mixroute.api.context import new_request_id
 
-        ledger.record(
-            UsageRow(
-                request_id=new_request_id(request_id),
-                ts=started,
-                key=key.key_id if key else None,
-                route=None,
-                confidence=None,
-                rule="guard",
-                model=None,
-                models_tried="",
-                status=exc.status,
-                input_tokens=0,
-                output_tokens=0,
-                cost_usd=0.0,
-                baseline_cost_usd=0.0,
-                latency_ms=round((time.time() - started) * 1000, 3),
-                ttft_ms=None,
-                stream=False,
-                error=exc.message[:300],
-            )
+        row = UsageRow(
+            request_id=new_request_id(request_id),
+            ts=started,
+            key=key.key_id if key else None,
+            route=None,
+            confidence=None,
+            rule="guard",
+            model=None,
+            models_tried="",
+            status=exc.status,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=0.0,
+            baseline_cost_usd=0.0,
+            latency_ms=round((time.time() - started) * 1000, 3),
+            ttft_ms=None,
+            stream=False,
+            error=exc.message[:300],
         )
+        ledger.record(row)
+        # Refusals count in the metrics and the dashboard like any request.
+        obs = getattr(self.gateway, "obs", None)
+        if obs is not None:
+            obs.finished(row)
 
 
 def _estimate_tokens(raw: bytes) -> int:
