@@ -189,15 +189,14 @@ class LiveApp:
         self._lock = asyncio.Lock()
         await self.runtime.gateway.start()
         await self.runtime.lifespan.startup()
-        if self.config_path is None:
-            return
         loop = asyncio.get_running_loop()
         try:
+            # Installed even without a file: SIGHUP's default would kill us.
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
             self._hup = True
         except (NotImplementedError, RuntimeError, AttributeError):
             log.info("SIGHUP is not available here; reload by editing the file")
-        if self.poll_s > 0:
+        if self.config_path is not None and self.poll_s > 0:
             self._spawn(self._watch())
 
     async def shutdown(self) -> None:
@@ -222,7 +221,10 @@ class LiveApp:
     async def reload(self, reason: str = "requested") -> bool:
         """Load the config file again and swap it in; False when rejected."""
         if self.config_path is None:
-            log.warning("Reload ignored: mixroute was started without --config")
+            log.warning(
+                "Reload ignored: mixroute serves its embedded config; start it "
+                "with --config FILE to reload that file"
+            )
             return False
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -329,7 +331,7 @@ class LiveApp:
         await _close(old.gateway)
 
     def _on_hup(self) -> None:
-        log.info("SIGHUP received: reloading %s", self.config_path)
+        log.info("SIGHUP received: reloading %s", self.config_path or "-")
         self._spawn(self.reload("SIGHUP"))
 
     async def _watch(self) -> None:
