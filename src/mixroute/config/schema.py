@@ -116,8 +116,12 @@ class GuardsConfig(Strict):
     jailbreak: JailbreakAction = Field(
         "flag", description="allow | flag (header and log) | block (default policy)"
     )
-    jailbreak_threshold: float = Field(
-        0.5, ge=0, le=1, description="classifier probability that counts as an attack"
+    jailbreak_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="head probability that counts as an attack; default: the "
+        "threshold the shipped head was trained with",
     )
     redact_logs: bool = Field(True, description="mask secrets and PII in all logs")
 
