@@ -129,6 +129,8 @@ def test_client_keys_gate_every_v1_path(
         with pytest.raises(openai.AuthenticationError):
             bad.models.list()
         assert httpx.get(f"{url}/healthz").status_code == 200
+        # A CORS preflight needs no key (browsers never send one with it).
+        assert httpx.options(f"{url}/v1/models").status_code != 401
 
         good = _client(clients, url, key)
         answer = good.chat.completions.create(

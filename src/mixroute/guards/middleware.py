@@ -97,7 +97,9 @@ class GuardMiddleware:
         if path in GUARDED_PATHS and scope.get("method") == "POST":
             await self._guarded(scope, receive, send)
             return
-        if path.startswith("/v1/") and self.guards.authenticator is not None:
+        # CORS preflights carry no credentials by design.
+        needs_key = scope.get("method") != "OPTIONS" and path.startswith("/v1/")
+        if needs_key and self.guards.authenticator is not None:
             try:
                 await self.guards.authenticate(_header(scope, b"authorization"))
             except ClientError as exc:
@@ -298,7 +300,7 @@ class GuardMiddleware:
         # Refusals count in the metrics and the dashboard like any request.
         obs = getattr(self.gateway, "obs", None)
         if obs is not None:
-            obs.finished(row)
+            obs.finished(row, key_name=key.name if key else None)
 
 
 def _estimate_tokens(raw: bytes) -> int:
