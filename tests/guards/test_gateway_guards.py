@@ -282,3 +282,28 @@ def test_logs_are_masked_while_the_server_runs(
     assert canary not in caplog.text
     assert "oops [REDACTED] [EMAIL]" in caplog.text
     assert f"after stop {EMAIL}" in caplog.text  # uninstalled at shutdown
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_spend_is_settled_against_the_key_budget(
+    tmp_path: Path,
+    fakes: dict[str, FakeUpstream],
+    clients: list[openai.OpenAI],
+    stream: bool,
+) -> None:
+    config = _config(tmp_path, _urls(fakes))
+    # A budget smaller than one answer's cost: the second request is refused.
+    key, _ = KeyStore(config.auth.keys_path).create("team-a", budget="0.00001/day")
+    fakes["cloud"].default = Reply(text="a fairly short answer of some length")
+    with _serve(config) as url:
+        client = _client(clients, url, key)
+        first = client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}], stream=stream
+        )
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in first if c.choices)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert info.value.code == "budget_exceeded"

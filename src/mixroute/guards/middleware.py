@@ -350,6 +350,11 @@ class _Relay:
         self.model: str | None = None
         self.status = 200
         self.restorers: dict[int, StreamRestorer] = {}
+        # Only keys with a token limit or a budget need the answer's size.
+        limiter = middleware.guards.limiter
+        self.accounting = key is not None and (
+            limiter.limits(key)[1] is not None or key.budget_usd is not None
+        )
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -380,11 +385,13 @@ class _Relay:
                 return
             await self._finish_whole()
             return
-        if self.stream:
+        if self.stream and not self.restoring and not self.accounting:
+            pass  # nothing to change or count: the chunks go through untouched
+        elif self.stream:
             body = self._stream_chunk(body, final=not more)
             if not more:
                 await self._settle_from(b"")
-        else:
+        elif self.accounting:
             self.buffer += body
             if not more:
                 await self._settle_from(self.buffer)
@@ -432,10 +439,16 @@ class _Relay:
             data = json.loads(event[6:])
         except ValueError:
             return event
-        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return event
+        usage = data.get("usage")
         if isinstance(usage, dict):
             self._pending_usage = usage
-        if not self.restoring or not isinstance(data, dict):
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            text = delta.get("content") if isinstance(delta, dict) else None
+            self._stream_chars += len(text) if isinstance(text, str) else 0
+        if not self.restoring:
             return event
         assert self.outcome is not None and self.outcome.redactor is not None
         for choice in data.get("choices") or []:
@@ -456,6 +469,7 @@ class _Relay:
         return b"data: " + json.dumps(data).encode()
 
     _pending_usage: dict[str, Any] | None = None
+    _stream_chars = 0
 
     async def _settle_from(self, body: bytes) -> None:
         usage: Any = self._pending_usage
@@ -465,8 +479,13 @@ class _Relay:
                 usage = data.get("usage") if isinstance(data, dict) else None
             except ValueError:
                 usage = None
-        if not isinstance(usage, dict) or self.key is None:
+        if self.key is None:
             return
+        if not isinstance(usage, dict):
+            if not self.stream:
+                return
+            # A stream without a usage chunk: estimate from the text sent.
+            usage = {"completion_tokens": (self._stream_chars + 3) // 4}
         completion = int(usage.get("completion_tokens") or 0)
         prompt = int(usage.get("prompt_tokens") or 0)
         cost = 0.0
