@@ -119,7 +119,7 @@ def test_serve_json_logs(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
 
 
 def test_json_formatter_fields_and_exceptions() -> None:
-    row = UsageRow("r1", 0.0, "team-a", "math", 0.91234567, "route:confident",
+    row = UsageRow("r1", 0.0, "key_7", "math", 0.91234567, "route:confident",
                    "cheap", "premium,cheap", 200, 3, 4, 0.5, 1.0, 12.0, None,
                    False, None, True)  # fmt: skip
     record = logging.makeLogRecord(
@@ -128,13 +128,14 @@ def test_json_formatter_fields_and_exceptions() -> None:
             "msg": "done %s",
             "args": ("r1",),
             "levelname": "INFO",
-            **access_fields(row, 1),
+            **access_fields(row, 1, "team-a"),
         }
     )
     out = json.loads(JsonFormatter().format(record))
     assert out["message"] == "done r1"
     assert out["confidence"] == 0.9123 and out["cache"] == "hit"
     assert out["fallbacks"] == 1 and out["key"] == "team-a"
+    assert out["key_id"] == "key_7"
     try:
         raise ValueError("boom")
     except ValueError:

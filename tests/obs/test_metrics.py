@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fakes import FakeUpstream, Reply
 from mixroute.api.gateway import Gateway
 from mixroute.obs.metrics import Metrics, status_class
+from mixroute.state.keys import KeyStore
 from mixroute.state.ledger import UsageRow
 
 CANARY = "CANARY-PROMPT-7f3a9c"
@@ -173,19 +174,33 @@ async def test_grafana_dashboard_uses_only_served_metrics(urls: dict[str, str]) 
     assert len(used) >= 12
 
 
-async def test_guard_refusals_are_counted(tmp_path: Path, urls: dict[str, str]) -> None:
+async def test_guard_refusals_and_key_names(
+    tmp_path: Path, urls: dict[str, str]
+) -> None:
     auth = {"mode": "on", "keys_path": str(tmp_path / "keys.sqlite")}
-    app = build_app(obs_config(urls, auth=auth))
+    config = obs_config(urls, auth=auth)
+    secret, record = KeyStore(config.auth.keys_path).create("team-a")
+    app = build_app(config)
     async with in_process(app) as client:
         r = await _chat(client, "small")  # no client key
         assert r.status_code == 401
+        r = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {secret}"},
+            json={"model": "small", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert r.status_code == 200, r.text
         gw: Gateway = app.state.gateway
         gw.ledger.flush()
         rows = gw.ledger.rows()
-        m = samples((await client.get("/metrics")).text)
+        text = (await client.get("/metrics")).text
         live = (await client.get("/dashboard/data")).json()
-    assert len(rows) == 1 and rows[0]["rule"] == "guard"
+    m = samples(text)
+    assert len(rows) == 2 and rows[0]["rule"] == "guard"
     assert value(m, "mixroute_requests_total", route="none", model="none",
                  status="4xx") == 1  # fmt: skip
-    assert live["totals"]["requests"] == 1 and live["totals"]["errors"] == 1
-    assert live["recent"][0]["rule"] == "guard"
+    assert live["totals"]["requests"] == 2 and live["totals"]["errors"] == 1
+    assert live["recent"][1]["rule"] == "guard"
+    # Spend is labelled with the key's name, never its secret or its id.
+    assert total(m, "mixroute_cost_usd_total", key="team-a") > 0
+    assert secret not in text and record.key_id not in text

@@ -34,6 +34,8 @@ class RequestContext:
     request_id: str
     kind: Kind | None = None
     key: str | None = None
+    # The client key's name, for metrics and logs (the ledger keeps the id).
+    key_name: str | None = None
     stream: bool = False
     ts: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)

@@ -55,6 +55,7 @@ class CompletionEndpoint:
         )
         # The client key's id, set by the guards (issue 6); None when auth is off.
         ctx.key = scope.get("state", {}).get("client_key_id")
+        ctx.key_name = scope.get("state", {}).get("client_key_name")
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None

@@ -372,7 +372,11 @@ class Gateway:
         row = ctx.to_row(self.config)
         self.ledger.record(row)
         c = ctx.decision.classification if ctx.decision is not None else None
-        self.obs.finished(row, classify_ms=c.latency_ms if c is not None else None)
+        self.obs.finished(
+            row,
+            classify_ms=c.latency_ms if c is not None else None,
+            key_name=ctx.key_name,
+        )
         if self.engine is not None and ctx.decision is not None:
             if ctx.cache_hit:
                 self._release_policy(ctx)
@@ -390,7 +394,7 @@ class Gateway:
                 row.input_tokens,
                 row.output_tokens,
                 row.latency_ms,
-                extra=access_fields(row, ctx.fallbacks),
+                extra=access_fields(row, ctx.fallbacks, ctx.key_name),
             )
 
     def _release_policy(self, ctx: RequestContext) -> None:

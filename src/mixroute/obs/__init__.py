@@ -50,9 +50,16 @@ class Observer:
         """A tracing span (a shared null context when tracing is off)."""
         return self.tracer.span(name, attrs)
 
-    def finished(self, row: UsageRow, *, classify_ms: float | None = None) -> None:
-        """Record one finished request, given its ledger row."""
-        self.metrics.observe(row, classify_ms=classify_ms)
+    def finished(
+        self,
+        row: UsageRow,
+        *,
+        classify_ms: float | None = None,
+        key_name: str | None = None,
+    ) -> None:
+        """Record one finished request, given its ledger row and the name of
+        its client key (metrics label keys by name; the row holds the id)."""
+        self.metrics.observe(row, classify_ms=classify_ms, key_name=key_name)
         self.live.add(row)
 
     def upstream_error(self, model: str, reason: str) -> None:
@@ -68,11 +75,14 @@ class Observer:
         self.tracer.shutdown()
 
 
-def access_fields(row: UsageRow, fallbacks: int) -> dict[str, Any]:
+def access_fields(
+    row: UsageRow, fallbacks: int, key_name: str | None = None
+) -> dict[str, Any]:
     """The structured fields of one access-log line (``extra`` of the record)."""
     return {
         "request_id": row.request_id,
-        "key": row.key,
+        "key": key_name,
+        "key_id": row.key,
         "route": row.route,
         "confidence": None if row.confidence is None else round(row.confidence, 4),
         "rule": row.rule,

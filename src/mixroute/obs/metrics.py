@@ -168,10 +168,17 @@ class Metrics:
 
     # recording -------------------------------------------------------------
 
-    def observe(self, row: UsageRow, *, classify_ms: float | None = None) -> None:
-        """Count one finished request from its ledger row."""
+    def observe(
+        self,
+        row: UsageRow,
+        *,
+        classify_ms: float | None = None,
+        key_name: str | None = None,
+    ) -> None:
+        """Count one finished request from its ledger row; ``key_name`` labels
+        it (the row's key id when no name is known)."""
         route, model = self.route(row.route), self.model(row.model)
-        key = self.key(row.key)
+        key = self.key(key_name if key_name is not None else row.key)
         self.requests.labels(route, model, status_class(row.status)).inc()
         self.latency.labels(route, model).observe(row.latency_ms / 1000.0)
         if row.ttft_ms is not None and row.stream:
