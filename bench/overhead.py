@@ -3,7 +3,7 @@
 Run ``python -m bench.overhead`` (or ``main()``). Four targets in one run, all
 on loopback against the same fast fake upstream (a separate process):
 
-- ``direct``: the upstream itself;
+- ``direct``: the upstream itself (``bench/fast_upstream.py``);
 - ``bare-proxy``: ``bench/bare_proxy.py``, an aiohttp pass-through;
 - ``mixroute-named``: mixroute (``mixroute serve``, uvicorn) with a named model,
   so classification is off;
@@ -38,98 +38,6 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "overhead.json"
 PROMPT = "Write a Python function that checks whether a number is prime."
-STREAM_CHUNKS = 16
-
-
-# -- the fake upstream (its own process) ----------------------------------------
-
-
-def _responses() -> tuple[bytes, bytes]:
-    usage = {"prompt_tokens": 20, "completion_tokens": STREAM_CHUNKS}
-    whole = json.dumps(
-        {
-            "id": "b",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "up",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello " * 16},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
-        },
-        separators=(",", ":"),
-    ).encode()
-    json_reply = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(whole), whole)
-    )
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": "b",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": "up",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-
-    events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": "Hello "}) for _ in range(STREAM_CHUNKS)]
-    events.append(chunk({}, "stop"))
-    events.append(
-        {"id": "b", "object": "chat.completion.chunk", "choices": [], "usage": usage}
-    )
-    body = b""
-    for e in [*events, "[DONE]"]:
-        data = e if isinstance(e, str) else json.dumps(e, separators=(",", ":"))
-        payload = b"data: " + data.encode() + b"\n\n"
-        body += b"%x\r\n%s\r\n" % (len(payload), payload)
-    stream_reply = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-        b"transfer-encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
-    )
-    return json_reply, stream_reply
-
-
-class _Upstream(asyncio.Protocol):
-    JSON, STREAM = _responses()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            at = head.find(b"content-length:")
-            size = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
-            if len(self.buffer) < end + 4 + size:
-                return
-            body = self.buffer[end + 4 : end + 4 + size]
-            self.buffer = self.buffer[end + 4 + size :]
-            stream = b'"stream":true' in body.replace(b" ", b"")
-            self.transport.write(self.STREAM if stream else self.JSON)
-
-
-def serve_upstream(port: int) -> None:
-    """Serve the fake upstream on ``port`` until killed."""
-    _use_uvloop()
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(
-        loop.create_server(_Upstream, "127.0.0.1", port, backlog=1024)
-    )
-    try:
-        loop.run_forever()
-    finally:
-        server.close()
 
 
 # -- load generation --------------------------------------------------------------
@@ -349,17 +257,16 @@ async def _classify_ms(base: str, n: int = 200) -> float:
 def main(argv: list[str] | None = None) -> None:
     """Run every target and mode; print a table and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--n1", type=int, default=2000, help="requests at c=1")
-    parser.add_argument("--n64", type=int, default=12800, help="requests at c=64")
+    parser.add_argument("--n1", type=int, default=600, help="requests at c=1")
+    parser.add_argument("--n64", type=int, default=3840, help="requests at c=64")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--log-level", default="info", help="mixroute's log level")
     args = parser.parse_args(argv)
-    if args.serve_upstream:
-        serve_upstream(args.serve_upstream)
-        return
 
     _use_uvloop()
     _pin(os.getpid(), 0)
+    # A SIGTERM (e.g. from `timeout`) must still stop the child processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="mixroute-bench-"))
     log = tmp / "processes.log"
     up_port, bare_port, mix_port = _free_port(), _free_port(), _free_port()
@@ -367,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = tmp / "bench.yaml"
     cfg.write_text(_config(upstream, tmp / "usage.sqlite"))
     procs = [
-        _spawn(["-m", "bench.overhead", "--serve-upstream", str(up_port)], 0, log),
+        _spawn(["-m", "bench.fast_upstream", str(up_port)], 0, log),
         _spawn(
             ["-m", "bench.bare_proxy", str(bare_port), f"http://127.0.0.1:{up_port}"],
             1,
@@ -426,7 +333,16 @@ async def _run_all(
     runs: list[Run] = []
     for stream in (False, True):
         for conc, n in ((1, args.n1), (64, args.n64)):
-            runs += await measure(targets, stream, conc, n)
+            group = await measure(targets, stream, conc, n, args.rounds)
+            for r in group:
+                print(
+                    f"{r.target:15} {'stream' if stream else 'whole':6} c={conc:<3}"
+                    f" p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms"
+                    f"  {r.rps:7.0f} req/s  cpu {r.cpu_us_per_request} µs/req"
+                    f"  errors {r.errors}",
+                    flush=True,
+                )
+            runs += group
     classify = await _classify_ms(f"http://127.0.0.1:{mix}")
     return _summarise(runs, classify)
 
