@@ -98,3 +98,17 @@ def test_cli_uses_the_configured_redis(
     assert open_key_store(_config(redis_server.url, prefix)).verify(key) is not None
     gone = runner.invoke(app, ["keys", "revoke", "ops", "-c", str(path)])
     assert gone.exit_code == 0
+
+
+async def test_an_unreachable_key_store_fails_closed_with_a_503() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    store = RedisKeyStore.from_url(f"redis://127.0.0.1:{port}/0")
+    auth = Authenticator(store, mode="auto")
+    with pytest.raises(ClientError) as info:
+        await auth.authenticate("Bearer mr-" + "a" * 43)
+    assert info.value.status == 503 and info.value.code == "auth_unavailable"
+    store.close()

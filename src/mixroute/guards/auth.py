@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from mixroute.config.schema import MixrouteConfig
-from mixroute.errors import ClientError
+from mixroute.errors import ClientError, ConfigError
 from mixroute.state.keys import ClientKey, KeyStore, open_key_store, unauthorized
 
 log = logging.getLogger("mixroute.guards.auth")
@@ -65,26 +65,46 @@ class Authenticator:
             self._enabled_until = now + self.cache_ttl_s
         return self._enabled
 
+    async def _enabled_now(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "on"
+        now = self._clock()
+        if now >= self._enabled_until:
+            self._enabled = await asyncio.to_thread(self.store.has_keys)
+            self._enabled_until = now + self.cache_ttl_s
+        return self._enabled
+
     async def authenticate(self, authorization: str | None) -> ClientKey | None:
         """The caller's key, or ``None`` when auth is off.
 
         Raises a 401 ``ClientError`` (code ``invalid_api_key``) when auth is on
         and the header is missing, malformed, unknown or revoked.
         """
-        if not self.enabled:
-            return None
-        key = _bearer(authorization)
-        digest = hashlib.sha256(key.encode("utf-8")).digest()
-        now = self._clock()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now:
-            record = hit[0]
-        else:
-            # scrypt takes tens of milliseconds: keep it off the event loop.
-            record = await asyncio.to_thread(self.store.verify, key)
-            if len(self._cache) >= _MAX_CACHE:
-                self._prune(now)
-            self._cache[digest] = (record, now + self.cache_ttl_s)
+        try:
+            if not await self._enabled_now():
+                return None
+            key = _bearer(authorization)
+            digest = hashlib.sha256(key.encode("utf-8")).digest()
+            now = self._clock()
+            hit = self._cache.get(digest)
+            if hit is not None and hit[1] > now:
+                record = hit[0]
+            else:
+                # scrypt takes tens of milliseconds: keep it off the event loop.
+                record = await asyncio.to_thread(self.store.verify, key)
+                if len(self._cache) >= _MAX_CACHE:
+                    self._prune(now)
+                self._cache[digest] = (record, now + self.cache_ttl_s)
+        except ConfigError:
+            # The key store is unreachable: refuse rather than let anyone in.
+            log.error("client key store unavailable; refusing requests")
+            raise ClientError(
+                "Client keys cannot be checked right now; try again shortly.",
+                status=503,
+                code="auth_unavailable",
+                type="server_error",
+                headers={"retry-after": "5"},
+            ) from None
         if record is None:
             raise unauthorized(
                 "The API key is invalid or revoked. Send a mixroute client key as "
