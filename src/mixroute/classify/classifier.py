@@ -1,0 +1,264 @@
+"""The classifier: a TF-IDF head first, the encoder only where it is unsure.
+
+How one text is classified (``RouterClassifier.classify``):
+
+1. **Window.** Control characters out, whitespace collapsed, at most
+   ``classifier.max_chars`` characters (head and tail kept), see ``text.py``.
+   An empty window gets the first route with confidence 0, so the policy
+   sends it to the default model.
+2. **Text stage.** TF-IDF word and character n-grams → the head's text model
+   → calibrated probabilities. This costs ~1–3 ms.
+3. **Cascade.** On the ``onnx`` backend, when the text stage's top
+   probability is below the head's ``cascade_below`` (picked in training on
+   cross-validated accuracy), the encoder embeds the first ``emb_tokens``
+   tokens and the joint model (TF-IDF + embedding) decides instead.
+4. **Routes outside the head.** Routes of the config that the head has no
+   class for (a user's own route) are scored against their utterances
+   (``RouteIndex``); the probability mass those routes win is taken
+   proportionally from the head's classes. With no head at all, the
+   utterance index alone decides.
+5. **Context.** ``classify_messages`` classifies the last user turn; the
+   turn before it, when present, is blended in with weight ``CONTEXT_WEIGHT``.
+6. **Tier.** ``hard_probability`` comes from the trained difficulty scorer
+   when ``mixroute.classify.difficulty`` provides one, else from the
+   documented heuristic in ``tier.py``; tiers are cut at ``classifier.tiers``.
+
+Results are kept in an LRU cache keyed on the case-folded, whitespace-
+collapsed text. Everything here is safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mixroute.classify import text as textmod
+from mixroute.classify.base import Classification
+from mixroute.classify.head import Head
+from mixroute.classify.index import RouteIndex, cache_dir, cache_key, cached_embeddings
+from mixroute.classify.tfidf import SparseRows, TfidfVectorizer
+from mixroute.classify.tier import heuristic_hard_probability, tier_of
+from mixroute.config.schema import MixrouteConfig
+
+log = logging.getLogger("mixroute.classify")
+
+CONTEXT_WEIGHT = 0.2
+HASH_DIM = 384
+GATE_MARGIN = 0.08
+
+
+class RouterClassifier:
+    """Classifies prompts into the config's routes (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MixrouteConfig,
+        *,
+        head: Head | None,
+        encoder: Any | None,
+        difficulty: Any | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.classifier
+        self.routes: Sequence[str] = tuple(config.route_names)
+        self.backend = "onnx" if encoder is not None else "tfidf"
+        self._head = head
+        self._encoder = encoder
+        self._difficulty = difficulty
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, Classification] = OrderedDict()
+        self._route_pos = {r: i for i, r in enumerate(self.routes)}
+
+        head_classes = set(head.classes) if head else set()
+        self._head_cols = (
+            np.array([self._route_pos.get(c, -1) for c in head.classes])
+            if head
+            else None
+        )
+        self._outside = [r for r in self.routes if r not in head_classes]
+        self._vectorizer = head.vectorizer if head else self._utterance_vectorizer()
+        self._index = self._build_index() if self._outside else None
+
+    # ----- set-up -------------------------------------------------------------
+
+    def _utterance_vectorizer(self) -> TfidfVectorizer:
+        texts = [u for r in self.config.routes for u in r.utterances] or [" "]
+        return TfidfVectorizer.fit([], min_df=1, always=texts)
+
+    def _build_index(self) -> RouteIndex | None:
+        # Every route's utterances, so outside routes compete with the head's.
+        pairs = [(r.name, u) for r in self.config.routes for u in r.utterances]
+        if not pairs:
+            return None
+        texts = [u for _, u in pairs]
+        if self._encoder is not None:
+            enc = self._encoder
+            key = cache_key(f"{enc.model_sha256}:{self.settings.max_tokens}", pairs)
+            vectors = cached_embeddings(
+                cache_dir(self.settings.cache_dir),
+                key,
+                len(texts),
+                lambda: enc.embed_batched(texts, self.settings.max_tokens),
+            )
+        else:
+            vectors = self._hashed(self._vectorizer.transform(texts))
+        return RouteIndex(self.routes, [r for r, _ in pairs], vectors)
+
+    # ----- public API ---------------------------------------------------------
+
+    def classify(self, text: str) -> Classification:
+        """Classify one prompt; never raises on odd input (empty, binary, huge)."""
+        return self._cached(text, "")
+
+    def classify_messages(
+        self, messages: Sequence[Mapping[str, object]]
+    ) -> Classification:
+        """Classify an OpenAI ``messages`` list: last user turn, previous as context."""
+        last, context = textmod.messages_text(messages)
+        return self._cached(last, context)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm float32 rows: the encoder's, or hashed TF-IDF on ``tfidf``."""
+        windows = [textmod.clean(t, self.settings.max_chars) for t in texts]
+        if self._encoder is not None:
+            out: np.ndarray = self._encoder.embed(windows, self.settings.max_tokens)
+            return out
+        return self._hashed(self._vectorizer.transform(windows))
+
+    # ----- internals ----------------------------------------------------------
+
+    def _cached(self, text: str, context: str) -> Classification:
+        started = time.perf_counter()
+        key = textmod.cache_key(text[:20000]) + "\0" + textmod.cache_key(context)
+        if len(text) > 20000:
+            key += f"\0{len(text)}:{hash(text)}"
+        if self.settings.cache_size:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+            if hit is not None:
+                return _with_latency(hit, started)
+        result = self._classify(text, context)
+        if self.settings.cache_size:
+            with self._lock:
+                self._cache[key] = result
+                while len(self._cache) > self.settings.cache_size:
+                    self._cache.popitem(last=False)
+        return _with_latency(result, started)
+
+    def _classify(self, text: str, context: str) -> Classification:
+        window = textmod.clean(text, self.settings.max_chars)
+        if not window:
+            return Classification(
+                route=self.routes[0],
+                confidence=0.0,
+                tier="simple",
+                scores=dict.fromkeys(self.routes, 0.0),
+                hard_probability=0.0,
+                backend=self.backend,
+            )
+        x = self._vectorizer.transform([window])
+        probs, emb = self._route_probs(window, x)
+        if context.strip():
+            ctx = textmod.clean(context, textmod.CONTEXT_CHARS)
+            ctx_probs, _ = self._route_probs(ctx, self._vectorizer.transform([ctx]))
+            probs = (1 - CONTEXT_WEIGHT) * probs + CONTEXT_WEIGHT * ctx_probs
+        best = int(np.argmax(probs))
+        route = self.routes[best]
+        hard = self._hard_probability(window, route, emb, x)
+        tiers = self.settings.tiers
+        return Classification(
+            route=route,
+            confidence=float(probs[best]),
+            tier=tier_of(hard, tiers.medium, tiers.complex),
+            scores={r: float(p) for r, p in zip(self.routes, probs, strict=True)},
+            hard_probability=hard,
+            backend=self.backend,
+        )
+
+    def _route_probs(
+        self, window: str, x: SparseRows
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        out = np.zeros(len(self.routes))
+        emb: np.ndarray | None = None
+        head = self._head
+        if head is not None and self._head_cols is not None:
+            p = head.text_proba(x)[0]
+            if (
+                self._encoder is not None
+                and head.has_joint
+                and p.max() < head.cascade_below
+            ):
+                emb = self._encoder.embed([window], head.emb_tokens)
+                p = head.joint_proba(x, emb)[0]
+            known = self._head_cols >= 0
+            out[self._head_cols[known]] = p[known]
+            total = out.sum()
+            out = out / total if total > 0 else out
+        if self._index is not None:
+            query = (
+                self._encoder.embed([window], self.settings.max_tokens)[0]
+                if self._encoder is not None
+                else self._hashed(x)[0]
+            )
+            q = self._index.proba(query)
+            if head is None:
+                out = q
+            else:
+                # Outside routes win the share of utterance probability that falls
+                # on them, scaled down unless their utterances match better than any
+                # head route's; the head's classes keep the rest in proportion.
+                sims = self._index.similarities(query)
+                outside = np.array([self._route_pos[r] for r in self._outside])
+                inside = np.setdiff1d(np.arange(len(self.routes)), outside)
+                best_in = float(sims[inside].max()) if len(inside) else -1.0
+                gate = _utterance_gate(float(sims[outside].max()), best_in)
+                won = float(q[outside].sum()) * gate
+                out = out * (1 - won)
+                out[outside] = won * q[outside] / max(float(q[outside].sum()), 1e-12)
+        return out, emb
+
+    def _hard_probability(
+        self, window: str, route: str, emb: np.ndarray | None, x: SparseRows
+    ) -> float:
+        if self._difficulty is not None:
+            try:
+                score = float(self._difficulty.score(window, emb))
+                if 0.0 <= score <= 1.0:
+                    return score
+            except Exception as exc:  # a broken optional scorer must not stop routing
+                log.warning("difficulty scorer failed, using the heuristic: %s", exc)
+                self._difficulty = None
+        return heuristic_hard_probability(window, route)
+
+    def _hashed(self, x: SparseRows) -> np.ndarray:
+        """TF-IDF rows folded into ``HASH_DIM`` signed buckets, unit-normalised."""
+        cols = x.indices
+        bucket = (cols * 2654435761) % 4294967296 % HASH_DIM
+        sign = np.where(((cols * 40503) >> 3) & 1, 1.0, -1.0)
+        out = np.zeros((x.n_rows, HASH_DIM))
+        np.add.at(out, (x.row_ids(), bucket), x.data * sign)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        result: np.ndarray = (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return result
+
+
+def _utterance_gate(best_outside: float, best_inside: float) -> float:
+    """How far to trust an outside route: 0 unless its utterances match better
+    than every head route's, 1 once they lead by ``GATE_MARGIN`` cosine."""
+    if best_outside < 0.1:
+        return 0.0
+    return float(np.clip((best_outside - best_inside) / GATE_MARGIN, 0.0, 1.0))
+
+
+def _with_latency(c: Classification, started: float) -> Classification:
+    from dataclasses import replace
+
+    return replace(c, latency_ms=(time.perf_counter() - started) * 1000)
