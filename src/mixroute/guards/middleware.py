@@ -137,7 +137,9 @@ class GuardMiddleware:
             except ValueError:
                 body = None
             if not isinstance(body, dict):
-                # Not ours to judge: the gateway answers malformed JSON.
+                # Not ours to judge: the gateway answers malformed JSON. It
+                # still counts against the key's requests per minute.
+                await self.guards.admit(key, 0)
                 await self._forward(scope, receive, raw, send, None, key)
                 return
             self.guards.check(body, len(raw))
