@@ -14,12 +14,9 @@ import asyncio
 import functools
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-import yaml
 
 from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classification, Classifier
@@ -39,11 +36,11 @@ from mixroute.tokens import count_message_tokens, count_tokens
 from mixroute.upstream.pool import UpstreamPool, is_client_fault
 
 from .context import RequestContext
+from .hints import UpstreamHints
 
 log = logging.getLogger("mixroute")
 T = TypeVar("T")
 access_log = logging.getLogger("mixroute.access")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _MAX_ERROR = 300
 
 
@@ -91,7 +88,7 @@ class Gateway:
         self.valid_names = ["auto", *(f"auto:{r}" for r in config.route_names)]
         self.valid_names += config.model_names
         self.classifier_warm = False
-        self._hints = _upstream_hints(config, config_text)
+        self._hints = UpstreamHints(config, config_text)
         # Metrics, live totals and tracing; handed on by a config reload.
         self.obs = obs or Observer(config)
         self.obs.bind(config, pool.breakers)
@@ -247,7 +244,7 @@ class Gateway:
         if not ready:
             raise ClientError(
                 "No upstream is configured for the models this request may use "
-                f"({', '.join(m.name for m in fits)}). {self._hint(fits)}",
+                f"({', '.join(m.name for m in fits)}). {self._hints.sentence(fits)}",
                 status=503,
                 code="upstream_not_configured",
                 type="server_error",
@@ -263,18 +260,6 @@ class Gateway:
         return await loop.run_in_executor(
             self.executor, count_tokens, ctx.prompt_text or ""
         )
-
-    def _hint(self, models: Sequence[ModelConfig]) -> str:
-        names = []
-        for m in models:
-            names += self._hints.get(m.name, [])
-        if names:
-            return (
-                "Set the environment variables "
-                + ", ".join(dict.fromkeys(names))
-                + " and restart mixroute."
-            )
-        return "Set base_url for " + ", ".join(m.name for m in models) + "."
 
     # call --------------------------------------------------------------------
 
@@ -442,25 +427,3 @@ def _rough_tokens(ctx: RequestContext) -> int:
         content = m.get("content") if isinstance(m, Mapping) else None
         chars += len(content) if isinstance(content, str) else 0
     return (chars + 3) // 4
-
-
-def _upstream_hints(config: MixrouteConfig, text: str | None) -> dict[str, list[str]]:
-    """Model name → the environment variables its endpoint and key come from."""
-    hints: dict[str, list[str]] = {}
-    raw_models: list[Any] = []
-    if text:
-        try:
-            raw = yaml.safe_load(text)
-            raw_models = raw.get("models") or [] if isinstance(raw, dict) else []
-        except yaml.YAMLError:
-            raw_models = []
-    for m in config.models:
-        names: list[str] = []
-        for r in raw_models:
-            if isinstance(r, dict) and r.get("name") == m.name:
-                names += _ENV_REF.findall(str(r.get("base_url") or ""))
-        if m.api_key_env:
-            names.append(m.api_key_env)
-        if names:
-            hints[m.name] = names
-    return hints
