@@ -3,6 +3,7 @@ text, request id or key ever appears, and each app has its own registry."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from obs_helpers import build_app, in_process, obs_config
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -204,3 +206,29 @@ async def test_guard_refusals_and_key_names(
     # Spend is labelled with the key's name, never its secret or its id.
     assert total(m, "mixroute_cost_usd_total", key="team-a") > 0
     assert secret not in text and record.key_id not in text
+
+
+async def test_budget_remaining(urls: dict[str, str]) -> None:
+    budgets = [
+        {"name": "all", "scope": "global", "limit_usd": 5.0},
+        {"name": "per-key", "scope": "key", "limit_usd": 1.0},
+    ]
+    app = build_app(obs_config(urls, policies={"default_model": "large",
+                                               "budgets": budgets}))  # fmt: skip
+    async with in_process(app) as client:
+        assert (await _chat(client, "large")).status_code == 200
+        gw: Gateway = app.state.gateway
+        for _ in range(200):  # the spend is settled after the answer, off the path
+            if not gw._policy_tasks:
+                break
+            await asyncio.sleep(0.01)
+        gw.ledger.flush()
+        spent = sum(r["cost_usd"] for r in gw.ledger.rows())
+        m = samples((await client.get("/metrics")).text)
+        live = (await client.get("/dashboard/data")).json()
+    assert spent > 0
+    left = value(m, "mixroute_budget_remaining_usd", budget="all")
+    assert left == pytest.approx(5.0 - spent, abs=1e-6)
+    assert live["budgets"] == {"all": pytest.approx(left, abs=1e-6)}
+    assert not any(k[0] == "mixroute_budget_remaining_usd" and ("budget", "per-key")
+                   in k[1] for k in m)  # fmt: skip
