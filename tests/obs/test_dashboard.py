@@ -87,7 +87,20 @@ def test_dashboard_in_chromium(
     config = obs_config(
         urls,
         ledger_path,
-        policies={"default_model": "large", "fallbacks": {"small": ["medium"]}},
+        policies={
+            "default_model": "large",
+            "fallbacks": {"small": ["medium"]},
+            "ab_tests": [
+                {
+                    "name": "math-small",
+                    "route": "math",
+                    "production": "medium",
+                    "candidate": "small",
+                    "weight": 50,
+                }
+            ],
+            "budgets": [{"name": "daily", "scope": "global", "limit_usd": 10.0}],
+        },
     )
     app = build_app(config)
     with serve(app) as url:
@@ -125,6 +138,8 @@ def test_dashboard_in_chromium(
                 )
                 recent = page.locator("#recent tbody tr").count()
                 states = page.locator("#upstreams tbody tr").all_inner_texts()
+                arms = page.locator("#ab tbody tr").all_inner_texts()
+                budgets = page.locator("#budgets tbody tr").all_inner_texts()
                 shot = tmp_path / "dashboard.png"
                 page.screenshot(path=str(shot), full_page=True)
             finally:
@@ -138,6 +153,8 @@ def test_dashboard_in_chromium(
     assert {m: n for m, n in bars if m != "-"} == want["models"]
     assert recent == want["n"]
     assert len(states) == 3 and all("closed" in s for s in states)
+    assert len(arms) == 2 and all("math-small" in a for a in arms)
+    assert len(budgets) == 1 and budgets[0].startswith("daily")
     assert shot.stat().st_size > 10_000
     if os.environ.get("MIXROUTE_DOCS_SCREENSHOTS"):
         DOCS.mkdir(exist_ok=True)
