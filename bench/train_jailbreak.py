@@ -108,7 +108,7 @@ def main() -> None:
 
     encoder = OnnxEncoder(max_tokens=256, threads=2)
     texts = [t[:2000] for t, _, _ in rows]
-    x = np.vstack([encoder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    x = np.vstack([encoder.embed(texts[i : i + 32]) for i in range(0, len(texts), 32)])
     y = np.array([label for _, label, _ in rows], dtype=np.float64)
     test = np.array([split_of(t) == "test" for t, _, _ in rows])
 

@@ -30,6 +30,7 @@ HEAD_SHA256 = "3b93d4926b0813f1af08f3193dfcb52c09292faebc62fa3dc1a7c3076bcbd182"
 # the rules still see the whole text.
 _WINDOW_CHARS = 2000
 _RULE_WINDOW_CHARS = 20_000
+_BATCH = 32
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern, re.IGNORECASE))
@@ -220,7 +221,15 @@ class JailbreakDetector:
         patterns = [match_rules(_rule_window(t)) for t in texts]
         probs = [0.0] * len(texts)
         if self.head is not None and self.embed is not None and texts:
-            vectors = self.embed([t[:_WINDOW_CHARS] for t in texts])
+            windows = [t[:_WINDOW_CHARS] for t in texts]
+            # Small batches: padding a big one to its longest text costs
+            # memory in proportion to batch x tokens^2.
+            vectors = np.vstack(
+                [
+                    self.embed(windows[i : i + _BATCH])
+                    for i in range(0, len(windows), _BATCH)
+                ]
+            )
             probs = [float(p) for p in self.head.probabilities(vectors)]
         return [
             JailbreakVerdict(p, rule, rule is not None or p >= self.threshold)
