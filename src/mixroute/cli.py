@@ -188,6 +188,15 @@ def train(
             from mixroute.policy.feedback import merge_feedback_rows
 
             file = merge_feedback_rows(cfg, file, feedback)
+        from mixroute.classify.difficulty import (
+            has_difficulty_labels,
+            train_difficulty_cli,
+        )
+
+        if has_difficulty_labels(file):
+            # weak_correct/strong_correct rows train the difficulty scorer.
+            train_difficulty_cli(cfg, file, out)
+            return
         train_head_cli(cfg, file, out)
     except MixrouteError as exc:
         raise _fail(str(exc)) from None

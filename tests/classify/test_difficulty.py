@@ -217,3 +217,12 @@ def test_broken_artifact_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not an npz")
     with pytest.raises(DifficultyError, match="cannot be read"):
         DifficultyScorer.load(bad)
+
+
+def test_mixroute_train_dispatches_costq_rows(tmp_path: Path) -> None:
+    path = tmp_path / "costq.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _costq_rows(60)) + "\n")
+    out = tmp_path / "difficulty.npz"
+    result = CliRunner().invoke(app, ["train", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert DifficultyScorer.load(out).score(HARD[1]) > 0

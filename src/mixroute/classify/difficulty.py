@@ -256,15 +256,15 @@ class TrainSettings:
 
     min_df: int = 2
     max_terms: int = 60_000
-    l2: float = 1e-4
-    iterations: int = 400
+    l2: float = 3e-5
+    iterations: int = 800
     folds: int = 5
     target: str = "needs_strong"  # or "weak_fails"
     seed: int = 0
     # Whether one strong or weak answer was right is a noisy draw; the topic's
     # rate is a steadier target. Each label moves this far toward the mean of
     # its group (``subject``, else ``source``) in the training rows.
-    smoothing: float = 0.5
+    smoothing: float = 0.9
 
 
 def labels(rows: Sequence[Mapping[str, Any]], target: str) -> FloatArray:
@@ -724,6 +724,18 @@ def run_costq_eval(
                 rid = r.get("id", i)
                 f.write(json.dumps({"id": rid, "hard_probability": round(p, 6)}) + "\n")
     print(json.dumps(report) if as_json else _format_report(report))
+
+
+def has_difficulty_labels(path: Path) -> bool:
+    """Whether ``path`` holds cost-quality rows: its first row has
+    ``weak_correct`` and no ``category`` (``mixroute train`` dispatches on it)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        row = json.loads(first)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(row, dict) and "weak_correct" in row and "category" not in row
 
 
 def train_difficulty_cli(config: object, path: Path, out: Path) -> None:
