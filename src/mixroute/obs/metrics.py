@@ -13,6 +13,8 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -136,6 +138,7 @@ class Metrics:
         )
         if circuits is not None:
             r.register(_CircuitCollector(circuits))
+        self._cache: dict[tuple[str, str, str, str], _Children] = {}
 
     # labels ----------------------------------------------------------------
 
@@ -179,23 +182,43 @@ class Metrics:
         it (the row's key id when no name is known)."""
         route, model = self.route(row.route), self.model(row.model)
         key = self.key(key_name if key_name is not None else row.key)
-        self.requests.labels(route, model, status_class(row.status)).inc()
-        self.latency.labels(route, model).observe(row.latency_ms / 1000.0)
+        c = self._children(route, model, status_class(row.status), key)
+        c.requests.inc()
+        c.latency.observe(row.latency_ms / 1000.0)
         if row.ttft_ms is not None and row.stream:
-            self.ttft.labels(model).observe(row.ttft_ms / 1000.0)
+            c.ttft.observe(row.ttft_ms / 1000.0)
         if classify_ms is not None:
             self.classify.observe(classify_ms / 1000.0)
-        tried = [m for m in row.models_tried.split(",") if m]
-        for a, b in itertools.pairwise(tried):
-            self.fallbacks.labels(self.model(a), self.model(b)).inc()
+        if "," in row.models_tried:
+            tried = [m for m in row.models_tried.split(",") if m]
+            for a, b in itertools.pairwise(tried):
+                self.fallbacks.labels(self.model(a), self.model(b)).inc()
         if row.input_tokens:
-            self.tokens.labels(model, route, key, "input").inc(row.input_tokens)
+            c.tokens_in.inc(row.input_tokens)
         if row.output_tokens:
-            self.tokens.labels(model, route, key, "output").inc(row.output_tokens)
+            c.tokens_out.inc(row.output_tokens)
         if row.cost_usd:
-            self.cost.labels(model, route, key).inc(row.cost_usd)
+            c.cost.inc(row.cost_usd)
         if row.baseline_cost_usd:
-            self.baseline.labels(route, key).inc(row.baseline_cost_usd)
+            c.baseline.inc(row.baseline_cost_usd)
+
+    def _children(self, route: str, model: str, status: str, key: str) -> _Children:
+        # ``labels()`` costs microseconds each (a lock, tuple checks); one dict
+        # lookup per request instead. Bounded like the labels themselves.
+        at = (route, model, status, key)
+        c = self._cache.get(at)
+        if c is None:
+            c = _Children(
+                self.requests.labels(route, model, status),
+                self.latency.labels(route, model),
+                self.ttft.labels(model),
+                self.tokens.labels(model, route, key, "input"),
+                self.tokens.labels(model, route, key, "output"),
+                self.cost.labels(model, route, key),
+                self.baseline.labels(route, key),
+            )
+            self._cache[at] = c
+        return c
 
     def upstream_error(self, model: str, reason: str) -> None:
         self.upstream_errors.labels(self.model(model), self.reason(reason)).inc()
@@ -204,6 +227,19 @@ class Metrics:
         """The registry in the Prometheus text format."""
         data: bytes = generate_latest(self.registry)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The labelled series one request of a (route, model, status, key) bumps."""
+
+    requests: Any
+    latency: Any
+    ttft: Any
+    tokens_in: Any
+    tokens_out: Any
+    cost: Any
+    baseline: Any
 
 
 class _CircuitCollector(Collector):
