@@ -224,7 +224,7 @@ def _wait_ready(url: str, seconds: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready in {seconds:.0f} s")
 
 
-def _config(upstream: str, ledger: Path) -> str:
+def _config(upstream: str, ledger: Path, guards: bool) -> str:
     models = "\n".join(
         f"  - {{name: {n}, base_url: '{upstream}', model: up, "
         f"price: {{input_per_mtok: {p[0]}, output_per_mtok: {p[1]}}}}}"
@@ -241,7 +241,9 @@ def _config(upstream: str, ledger: Path) -> str:
     return (
         f"version: 1\nmodels:\n{models}\n"
         "policies: {default_model: large, fallbacks: {small: [medium]}}\n"
-        f"server: {{ledger_path: '{ledger}'}}\n" + routes
+        f"server: {{ledger_path: '{ledger}'}}\n"
+        + ("" if guards else "guards: {pii: allow, jailbreak: allow}\n")
+        + routes
     )
 
 
@@ -261,6 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n64", type=int, default=3840, help="requests at c=64")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--log-level", default="info", help="mixroute's log level")
+    parser.add_argument(
+        "--guards",
+        action="store_true",
+        help="keep the default guards (PII scan, jailbreak flag) on; by default "
+        "the bench measures routing without them",
+    )
     args = parser.parse_args(argv)
 
     _use_uvloop()
@@ -272,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     up_port, bare_port, mix_port = _free_port(), _free_port(), _free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
     cfg = tmp / "bench.yaml"
-    cfg.write_text(_config(upstream, tmp / "usage.sqlite"))
+    cfg.write_text(_config(upstream, tmp / "usage.sqlite", args.guards))
     procs = [
         _spawn(["-m", "bench.fast_upstream", str(up_port)], 0, log),
         _spawn(
@@ -308,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
     report["process_log"] = str(log)
+    report["guards"] = args.guards
+    report["load_average"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
     _print(report)
