@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -22,3 +22,12 @@ def progress_iter(items: Sequence[T], label: str) -> Iterator[T]:
         for item in items:
             yield item
             bar.advance(task)
+
+
+def progress_batches(
+    fn: Callable[[list[T]], Any], items: Sequence[T], label: str, size: int = 256
+) -> list[Any]:
+    """``fn`` over ``items`` in slices of ``size``, one bar step per slice;
+    returns the per-slice results in order (the caller joins them)."""
+    slices = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    return [fn(part) for part in progress_iter(slices, label)]

@@ -212,6 +212,18 @@ def training_rows(
     return texts, labels
 
 
+def _embed_with_progress(embed: Embedder) -> Embedder:
+    # Encoding every training prompt is the long part of `mixroute train`: a
+    # bar on a terminal, silence when piped (mixroute.progress).
+    from mixroute.progress import progress_batches
+
+    def run(texts: list[str], tokens: int) -> np.ndarray:
+        parts = progress_batches(lambda part: embed(part, tokens), texts, "encoding")
+        return np.vstack(parts) if parts else embed(texts, tokens)
+
+    return run
+
+
 def train_head_cli(config: MixrouteConfig, path: Path, out: Path) -> None:
     """Train on ``path`` (JSONL) with the config's utterances; write ``out``."""
     from mixroute.classify import encoder_for
@@ -223,7 +235,7 @@ def train_head_cli(config: MixrouteConfig, path: Path, out: Path) -> None:
     embedder: Embedder | None = None
     encoder_meta: dict[str, Any] = {}
     if enc is not None:
-        embedder = enc.embed_batched
+        embedder = _embed_with_progress(enc.embed_batched)
         encoder_meta = {
             "encoder_id": enc.encoder_id,
             "encoder_sha256": enc.model_sha256,
