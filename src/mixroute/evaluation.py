@@ -101,13 +101,11 @@ def classify_timed(
         wall.append((time.perf_counter() - started) * 1000)
 
     if show_progress:
-        from rich.progress import Progress
+        from mixroute.progress import progress_iter
 
-        with Progress(transient=True) as progress:
-            task = progress.add_task("classifying", total=len(prompts))
-            for prompt in prompts:
-                one(prompt)
-                progress.advance(task)
+        # The shared bar: on stderr, and only when stderr is a terminal.
+        for prompt in progress_iter(prompts, "classifying"):
+            one(prompt)
     else:
         for prompt in prompts:
             one(prompt)
