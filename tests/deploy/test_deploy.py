@@ -141,6 +141,7 @@ def test_the_configmap_config_loads_and_fits_the_pod() -> None:
     assert config.state.backend == "redis"
     assert config.state.redis_url_env == "MIXROUTE_REDIS_URL"
     assert config.auth.backend == "redis"  # a key made on one pod works on all
+    assert config.auth.mode == "on"  # an empty key store refuses, never opens
     assert all(m.configured for m in config.models)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
