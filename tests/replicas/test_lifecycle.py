@@ -18,6 +18,8 @@ from replica_helpers import MixrouteProcess, chat, config_dict, write_config
 
 from fakes import FakeUpstream, Reply
 
+SHUTDOWN_S = 3.0
+
 
 class Stream:
     """A streaming chat request read on a thread; its first bytes are awaited."""
@@ -64,6 +66,7 @@ def server(
     """One process for the module's tests, in order; the last one stops it."""
     work = tmp_path_factory.mktemp("lifecycle")
     raw = config_dict(urls, work / "usage.sqlite")
+    raw["server"]["shutdown_timeout_s"] = SHUTDOWN_S
     proc = MixrouteProcess(write_config(work / "mixroute.yaml", raw), work / "log")
     proc.start()
     try:
@@ -141,34 +144,50 @@ def _refused(port: int) -> bool:
         return True
 
 
-def test_sigterm_finishes_the_stream_in_flight_and_flushes_the_ledger(
+def test_sigterm_finishes_streams_up_to_the_deadline_and_flushes_the_ledger(
     server: tuple[MixrouteProcess, dict[str, Any]],
     upstreams: dict[str, FakeUpstream],
 ) -> None:
     proc, raw = server
-    upstreams["large"].push(Reply("stall", chunks=2, delay=2.0))
-    inflight = Stream(proc.url, "a slow answer")
-    assert inflight.started.wait(10)
+    # One stream ends within the shutdown deadline, one would take longer.
+    upstreams["large"].push(Reply("stall", chunks=2, delay=1.5))
+    short = Stream(proc.url, "a slow answer")
+    assert short.started.wait(10)
+    upstreams["large"].push(Reply("stall", chunks=2, delay=30.0))
+    long = Stream(proc.url, "a far too slow answer")
+    assert long.started.wait(10)
     assert proc.proc is not None
     popen = proc.proc
 
+    stopped = time.monotonic()
     proc.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 1.5
+    deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and not _refused(proc.port):
         time.sleep(0.05)
     assert _refused(proc.port), "still accepting connections after SIGTERM"
-    assert popen.poll() is None  # still finishing the stream
+    assert popen.poll() is None  # still finishing the streams
 
-    text = inflight.join()
+    text = short.join()
     assert text.rstrip().endswith("data: [DONE]")
-    popen.wait(timeout=10)
+    assert json.loads(text.split("data: ")[1])["object"] == "chat.completion.chunk"
+    popen.wait(timeout=SHUTDOWN_S + 5)
+    took = time.monotonic() - stopped
+    assert SHUTDOWN_S <= took < SHUTDOWN_S + 3
     proc.proc = None
+    with pytest.raises(AssertionError, match="RemoteProtocolError"):
+        long.join()  # cut at the deadline, without [DONE]
+    assert "[DONE]" not in long.text
 
-    rid = inflight.headers["x-request-id"]
     ledger = Path(raw["server"]["ledger_path"])
     with sqlite3.connect(ledger) as db:
-        rows = db.execute(
-            "SELECT status, stream, model FROM usage WHERE request_id = ?", (rid,)
-        ).fetchall()
-    assert rows == [(200, 1, "large")]
-    assert json.loads(text.split("data: ")[1])["object"] == "chat.completion.chunk"
+        rows = {
+            rid: db.execute(
+                "SELECT status, stream, model, error FROM usage WHERE request_id = ?",
+                (rid,),
+            ).fetchall()
+            for rid in (short.headers["x-request-id"], long.headers["x-request-id"])
+        }
+    assert list(rows.values()) == [
+        [(200, 1, "large", None)],
+        [(503, 1, "large", "cancelled: the server stopped")],
+    ]

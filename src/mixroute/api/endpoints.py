@@ -72,6 +72,10 @@ class CompletionEndpoint:
             gone = True
         except asyncio.CancelledError:
             if watcher is None or not watcher.done() or ctx.finished:
+                if not ctx.finished:
+                    # Cancelled from outside (the shutdown deadline passed):
+                    # the answer was cut, and its ledger row says so.
+                    ctx.status, ctx.error = 503, "cancelled: the server stopped"
                 raise
             # Our watcher cancelled us: the client hung up.
             task.uncancel()
