@@ -17,6 +17,8 @@ from mixroute.state.ledger import UsageRow
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Status recorded for a request whose client hung up (nginx's convention).
 CLIENT_CLOSED = 499
+# The error of a request cut because the server stopped (shutdown deadline).
+SERVER_STOPPED = "cancelled: the server stopped"
 
 
 def new_request_id(client_value: str | None = None) -> str:

@@ -16,7 +16,7 @@ from mixroute.providers.base import Kind
 from mixroute.upstream.pool import dumps
 
 from .caching import CacheStep
-from .context import CLIENT_CLOSED, RequestContext, new_request_id
+from .context import CLIENT_CLOSED, SERVER_STOPPED, RequestContext, new_request_id
 from .gateway import Gateway
 from .streaming import stream
 from .wire import (
@@ -75,7 +75,7 @@ class CompletionEndpoint:
                 if not ctx.finished:
                     # Cancelled from outside (the shutdown deadline passed):
                     # the answer was cut, and its ledger row says so.
-                    ctx.status, ctx.error = 503, "cancelled: the server stopped"
+                    ctx.status, ctx.error = 503, SERVER_STOPPED
                 raise
             # Our watcher cancelled us: the client hung up.
             task.uncancel()

@@ -35,7 +35,7 @@ from mixroute.state.memory import MemoryStore
 from mixroute.tokens import count_message_tokens, count_tokens
 from mixroute.upstream.pool import UpstreamPool, is_client_fault
 
-from .context import RequestContext
+from .context import CLIENT_CLOSED, SERVER_STOPPED, RequestContext
 from .hints import UpstreamHints
 
 log = logging.getLogger("mixroute")
@@ -394,8 +394,12 @@ class Gateway:
 
     def _record_policy(self, ctx: RequestContext, row: Any) -> None:
         assert self.engine is not None and ctx.decision is not None
+        status = row.status
+        if ctx.error == SERVER_STOPPED:
+            # Our own shutdown cut the answer: not the model's failure.
+            status = CLIENT_CLOSED
         outcome = outcome_of(
-            status=row.status,
+            status=status,
             model=ctx.model,
             tried=ctx.models_tried,
             latency_ms=row.latency_ms,
