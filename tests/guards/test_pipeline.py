@@ -176,3 +176,13 @@ async def test_auth_limits_and_route_restrictions(tmp_path: Path) -> None:
         guards.check({"n": 99}, 100)
     assert "max_n" in info.value.message
     await guards.settle(record, 5, 0.01)
+
+
+def test_config_check_reports_route_local_without_a_local_model(
+    tmp_path: Path,
+) -> None:
+    raw = yaml.safe_load(default_config_text())
+    raw["routes"][0]["guards"] = {"pii": "route_local"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), env={})
+    assert any("routes[0].guards.pii" in p for p in info.value.problems)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mixroute.config.policies import check_policy_references
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ConfigError
+from mixroute.guards.checks import check_guard_references
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _EXPANDED_MODEL_FIELDS = ("base_url", "model", "api_version")
@@ -126,6 +127,7 @@ def check_references(config: MixrouteConfig) -> list[str]:
     if head not in (None, "builtin") and not Path(os.path.expanduser(head)).exists():
         problems.append(f'classifier.head: the file "{head}" does not exist')
     problems += check_policy_references(config)
+    problems += check_guard_references(config)
     return problems
 
 
