@@ -35,6 +35,7 @@ from mixroute.cache import (
     replay_sse,
 )
 from mixroute.providers.base import Usage
+from mixroute.state.failover import FailoverStore
 from mixroute.upstream.pool import dumps
 
 from .context import RequestContext
@@ -77,6 +78,10 @@ class CacheStep:
         """The step for a chat request when the cache is on, else None."""
         cache = gateway.cache
         if cache is None or not cache.config.enabled:
+            return None
+        if isinstance(gateway.store, FailoverStore) and gateway.store.degraded:
+            # Redis is away: a cache round trip could only wait for its
+            # timeout. The store's own probe notices when Redis returns.
             return None
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return None
