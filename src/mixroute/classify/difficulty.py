@@ -10,7 +10,9 @@ The label it learns is RouteLLM's: a prompt *needs the strong model* when the
 weak model got it wrong and the strong one got it right. Ranking prompts by that
 probability is what recovers the quality gap with the fewest strong calls (a
 prompt both models fail gains nothing from the dearer call); ``score`` returns
-it calibrated, as ``hard_probability``.
+it calibrated, as ``hard_probability``. Whether one model got one question right
+is a noisy draw, so in training each MMLU label is moved toward its subject's
+rate (``TrainSettings.smoothing``); rows with no subject keep their own label.
 
 Routing evaluation follows RouteLLM: sort prompts by score, send the top share
 to the strong model, and measure quality (the share answered correctly by the
@@ -45,7 +47,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _OPERATOR = re.compile(r"[+\-*/=%^×÷]")
 _OPTION = re.compile(r"^[A-J][.)]\s", re.MULTILINE)
 _MAX_CHARS = 4000
-N_DENSE = 8
+N_DENSE = 11
 
 
 class DifficultyError(MixrouteError):
@@ -71,16 +73,24 @@ def dense_features(text: str) -> FloatArray:
     t = _window(text)
     numbers = _NUMBER.findall(t)
     words = len(_WORD.findall(t))
+    options = len(_OPTION.findall(t))
+    # Open questions (no answer options, e.g. word problems) get their own
+    # length and number slopes: there, longer means more steps.
+    open_question = float(options == 0)
+    size = [
+        math.log1p(len(t)) / 8.0,
+        math.log1p(words) / 6.0,
+        math.log1p(len(numbers)) / 3.0,
+    ]
     return np.array(
         [
-            math.log1p(len(t)) / 8.0,
-            math.log1p(words) / 6.0,
-            math.log1p(len(numbers)) / 3.0,
+            *size,
             math.log1p(len(_OPERATOR.findall(t))) / 3.0,
-            math.log1p(len(_OPTION.findall(t))) / 2.0,
+            math.log1p(options) / 2.0,
             float(bool(re.search(r"\b(not|except|least|false)\b", t, re.I))),
             float(t.rstrip().endswith("?")),
             math.log1p(sum(len(n) for n in numbers)) / 4.0,
+            *(open_question * v for v in size),
         ],
         dtype=np.float64,
     )
