@@ -297,7 +297,8 @@ def _report(results: list[Result], ledger: Path, seconds: float) -> None:
     agree = sum(r.route == r.category for r in results)
     console.print(
         f"routing: {agree}/{len(results)} prompts went to the route matching "
-        "their dataset label"
+        "their dataset label (they come from the development split the shipped "
+        "classifier learned from, so this is no accuracy measure)"
     )
     t = usage_report(ledger)["total"]
     console.print(
