@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,13 +31,17 @@ VARIANTS = ROOT / "tests" / "classify" / "data"
 RESULTS = ROOT / "bench" / "results" / "classify.json"
 
 COLD_START = """
-import time
-t0 = time.perf_counter()
+import json, time
+t0, c0 = time.perf_counter(), time.process_time()
 from mixroute.config import load_config
 from mixroute.classify import build_classifier
 c = build_classifier(load_config(None))
 c.classify("How do I reverse a linked list in C?")
-print(time.perf_counter() - t0)
+ready, ready_cpu = time.perf_counter() - t0, time.process_time() - c0
+c.embed(["the encoder has loaded once this returns"])
+print(json.dumps({"ready_s": ready, "ready_cpu_s": ready_cpu,
+                  "encoder_s": time.perf_counter() - t0,
+                  "encoder_cpu_s": time.process_time() - c0}))
 """
 
 
@@ -44,8 +49,9 @@ def _rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(x) for x in path.read_text().split("\n") if x.strip()]
 
 
-def _cold_start(runs: int = 3) -> float:
-    times = []
+def _cold_start(runs: int = 3) -> dict[str, float]:
+    """Median over fresh processes: import, build, first answer (and encoder)."""
+    samples = []
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-c", COLD_START],
@@ -54,8 +60,8 @@ def _cold_start(runs: int = 3) -> float:
             check=True,
             cwd=ROOT,
         )
-        times.append(float(out.stdout.strip().splitlines()[-1]))
-    return float(np.median(times))
+        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {k: float(np.median([s[k] for s in samples])) for k in samples[0]}
 
 
 def _baseline(dev: list[dict[str, object]], holdout: list[dict[str, object]]) -> dict:
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from mixroute.classify import build_classifier
     from mixroute.config import load_config
-    from mixroute.evaluation import classify_timed, routing_metrics
+    from mixroute.evaluation import classify_timed, latency_summary, routing_metrics
 
     if not args.holdout.exists():
         print(f"skipped: {args.holdout} not found")
@@ -137,14 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(None)
     classifier = build_classifier(config)
     classifier.classify("warm-up")
+    classifier.embed(["warm-up"])
     prompts = [str(r["prompt"]) for r in holdout]
-    results, times = classify_timed(classifier, prompts, show_progress=False)
+    results, wall, cpu = classify_timed(classifier, prompts, show_progress=False)
     m = routing_metrics(holdout, results)
-    m["latency_ms"] = {
-        "p50": float(np.percentile(times, 50)),
-        "p99": float(np.percentile(times, 99)),
-        "mean": float(np.mean(times)),
-    }
+    m["latency_ms"] = latency_summary(wall)
+    m["latency_cpu_ms"] = latency_summary(cpu)
+    m["load_average"] = list(os.getloadavg())
     m["backend"] = classifier.backend
     m["cold_start_s"] = _cold_start()
     m["variants"] = _variants(classifier)
@@ -155,7 +160,15 @@ def main(argv: list[str] | None = None) -> None:
         f"mixroute ({m['backend']}): accuracy {m['accuracy']:.3f}  macro-F1 "
         f"{m['macro_f1']:.3f}  real-chat {m['real_chat_accuracy']:.3f}  ECE "
         f"{m['ece']:.3f}  p50 {m['latency_ms']['p50']:.2f} ms  p99 "
-        f"{m['latency_ms']['p99']:.2f} ms  cold start {m['cold_start_s']:.2f} s"
+        f"{m['latency_ms']['p99']:.2f} ms"
+    )
+    cpu, cold = m["latency_cpu_ms"], m["cold_start_s"]
+    print(
+        f"  CPU per query p50 {cpu['p50']:.2f} ms  p99 {cpu['p99']:.2f} ms;  cold "
+        f"start to first answer {cold['ready_s']:.2f} s wall / "
+        f"{cold['ready_cpu_s']:.2f} s CPU, encoder loaded {cold['encoder_s']:.2f} s;"
+        "  load average "
+        f"{m['load_average'][0]:.1f}"
     )
     for name, s in m["per_source"].items():
         print(f"  {name:<22}{s['accuracy']:.3f}  n={s['n']}")

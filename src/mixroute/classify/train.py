@@ -35,7 +35,7 @@ from mixroute.errors import MixrouteError
 
 log = logging.getLogger("mixroute.classify")
 
-EMB_TOKENS = 48
+EMB_TOKENS = 32
 EMB_WEIGHT = 0.5
 MAX_CASCADE_SHARE = 0.35
 L2 = 1e-5
