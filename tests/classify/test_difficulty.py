@@ -20,6 +20,7 @@ from mixroute.classify.difficulty import (
     curve_report,
     fit_scorer,
     run_costq_eval,
+    smooth_labels,
     train_difficulty_cli,
 )
 from mixroute.cli import app
@@ -226,3 +227,13 @@ def test_mixroute_train_dispatches_costq_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert DifficultyScorer.load(out).score(HARD[1]) > 0
+
+
+def test_smoothing_moves_labels_toward_their_training_group() -> None:
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    groups = ["a", "a", "a", "b", "c"]
+    train = np.array([0, 1, 2, 3])
+    smoothed = smooth_labels(y, groups, train, 0.5)
+    # group a's rate is 1/3; b's is its own label; c is unseen in train.
+    assert smoothed == pytest.approx([2 / 3, 1 / 6, 1 / 6, 1.0, 1.0])
+    assert smooth_labels(y, groups, train, 0.0) is y
