@@ -88,6 +88,9 @@ def _difficulty_scorer() -> Any | None:
         module = importlib.import_module("mixroute.classify.difficulty")
     except ImportError:
         return None
+    except Exception as exc:  # a broken optional add-on must not stop start-up
+        log.warning("difficulty scorer failed to import, using the heuristic: %s", exc)
+        return None
     scorer_class = getattr(module, "DifficultyScorer", None)
     if scorer_class is None:
         return None
