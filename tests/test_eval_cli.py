@@ -233,3 +233,20 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "SHA-256" in (result.output + str(result.exception))
+
+
+def test_route_in_a_fresh_process_exits_cleanly_on_onnx() -> None:
+    """Exiting while the encoder still loads in the background must not abort."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "mixroute.cli", "route", "", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    decision = json.loads(out.stdout)
+    assert decision["rule"] == "default:low-confidence"
+    assert decision["backend"] == "onnx"

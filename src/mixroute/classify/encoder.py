@@ -160,7 +160,9 @@ class BackgroundEncoder:
             target=self._load,
             args=(max_tokens, threads),
             name="mixroute-encoder-load",
-            daemon=True,
+            # Not a daemon: a process that exits while onnxruntime is still
+            # building the session would abort in native code; exit waits instead.
+            daemon=False,
         )
         loader.start()
 
