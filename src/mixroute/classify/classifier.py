@@ -5,7 +5,8 @@ How one text is classified (``RouterClassifier.classify``):
 1. **Window.** Control characters out, whitespace collapsed, at most
    ``classifier.max_chars`` characters (head and tail kept), see ``text.py``.
    An empty window gets the first route with confidence 0, so the policy
-   sends it to the default model.
+   sends it to the default model; binary junk (over ``JUNK_SHARE`` control
+   or replacement characters) has its probabilities halved, for the same end.
 2. **Text stage.** TF-IDF word and character n-grams → the head's text model
    → calibrated probabilities. This costs ~1–3 ms.
 3. **Cascade.** On the ``onnx`` backend, when the text stage's top
@@ -51,6 +52,8 @@ log = logging.getLogger("mixroute.classify")
 CONTEXT_WEIGHT = 0.2
 HASH_DIM = 384
 GATE_MARGIN = 0.08
+JUNK_SHARE = 0.1
+JUNK_CONFIDENCE = 0.5
 
 
 class RouterClassifier:
@@ -171,6 +174,10 @@ class RouterClassifier:
             ctx = textmod.clean(context, textmod.CONTEXT_CHARS)
             ctx_probs, _ = self._route_probs(ctx, self._vectorizer.transform([ctx]))
             probs = (1 - CONTEXT_WEIGHT) * probs + CONTEXT_WEIGHT * ctx_probs
+        if textmod.junk_share(text, self.settings.max_chars) > JUNK_SHARE:
+            # Binary junk: keep the scores' order but never let the policy trust
+            # it with a cheap model.
+            probs = probs * JUNK_CONFIDENCE
         best = int(np.argmax(probs))
         route = self.routes[best]
         hard = self._hard_probability(window, route, emb, x)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 _SPACE = re.compile(r"[ \t\f\v]+")
+_PRIVATE = re.compile(r"[\ue000-\uf8ff\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\ufeff\ufffd]")
 _NEWLINES = re.compile(r"\n{3,}")
 CONTEXT_CHARS = 300
@@ -37,6 +38,19 @@ def clean(text: str, max_chars: int) -> str:
     text = _CONTROL.sub(" ", text)
     text = _SPACE.sub(" ", text)
     return _NEWLINES.sub("\n\n", text).strip()
+
+
+def junk_share(text: str, max_chars: int) -> float:
+    """Share of control, replacement or private-use characters in the window.
+
+    Real prompts in any script have almost none; binary data read as text has
+    about a quarter.
+    """
+    sample = window(text, max_chars)
+    if not sample:
+        return 0.0
+    odd = len(_CONTROL.findall(sample)) + len(_PRIVATE.findall(sample))
+    return odd / len(sample)
 
 
 def cache_key(text: str) -> str:
