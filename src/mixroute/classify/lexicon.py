@@ -13,6 +13,7 @@ two-word entries); CJK entries are matched as substrings.
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 
 _WORDS: dict[str, list[str]] = {
@@ -215,7 +216,7 @@ for _table in (_WORDS, _PAIRS):
 CJK_MAP: list[tuple[str, tuple[str, ...]]] = [
     (_w, tuple(_english.split())) for _english, _ws in _CJK.items() for _w in _ws
 ]
-_CJK_CHARS = frozenset("".join(w for w, _ in CJK_MAP))
+_CJK_RANGE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 def english_cues(words: list[str], text: str) -> list[str]:
@@ -229,7 +230,7 @@ def english_cues(words: list[str], text: str) -> list[str]:
         hit = WORD_MAP.get(a + " " + b)
         if hit:
             cues += hit
-    if any(ch in _CJK_CHARS for ch in text if ord(ch) > 0x2E7F):
+    if _CJK_RANGE.search(text):
         for w, english in CJK_MAP:
             if w in text:
                 cues += english

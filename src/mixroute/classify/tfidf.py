@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import pairwise, repeat
 
 import numpy as np
 
@@ -52,10 +52,7 @@ def _words(text: str) -> list[str]:
 
 def _chars(text: str) -> list[str]:
     t = " " + _SPACE.sub(" ", text.lower()).strip() + " "
-    grams: list[str] = []
-    for n in CHAR_NS:
-        grams += [t[i : i + n] for i in range(len(t) - n + 1)]
-    return grams
+    return [t[i : i + n] for n in CHAR_NS for i in range(len(t) - n + 1)]
 
 
 def word_grams(text: str) -> list[str]:
@@ -147,6 +144,7 @@ class TfidfVectorizer:
         # than the look-up itself.
         self._word_vocab = {g[2:]: j for j, g in enumerate(grams) if g[0] == "w"}
         self._char_vocab = {g[2:]: j for j, g in enumerate(grams) if g[0] == "c"}
+        self._ascii = np.fromiter((g.isascii() for g in grams), bool, len(grams))
 
     @property
     def vocab(self) -> dict[str, int]:
@@ -188,20 +186,16 @@ class TfidfVectorizer:
     def _block(
         self, grams: list[str], vocab: dict[str, int], foreign_weight: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        counts = Counter(grams)
-        keys = list(counts)
-        cols = np.fromiter((vocab.get(k, -1) for k in keys), np.int64, len(keys))
-        known = cols >= 0
-        if not known.any():
+        found = np.fromiter(map(vocab.get, grams, repeat(-1)), np.int64, len(grams))
+        found = found[found >= 0]
+        if len(found) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        tf = np.fromiter(counts.values(), np.float64, len(keys))[known]
-        cols = cols[known]
-        v = (1.0 + np.log(tf)) * self.idf[cols]
+        cols, counts = np.unique(found, return_counts=True)
+        v = (1.0 + np.log(counts)) * self.idf[cols]
         v *= math.sqrt(0.5) / np.linalg.norm(v)
-        if foreign_weight != 1.0 and not all(k.isascii() for k in keys):
+        if foreign_weight != 1.0:
             # Damped after normalising, so a wholly foreign block really weighs less.
-            ascii_ = np.fromiter((k.isascii() for k in keys), bool, len(keys))[known]
-            v = np.where(ascii_, v, v * foreign_weight)
+            v = np.where(self._ascii[cols], v, v * foreign_weight)
         return cols, v
 
     def transform(self, texts: Sequence[str]) -> SparseRows:
