@@ -106,3 +106,27 @@ def test_cache_dir_honours_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir(None) == tmp_path / "mixroute"
     assert cache_dir(str(tmp_path / "x")) == tmp_path / "x"
+
+
+def test_telemetry_is_disabled_before_onnxruntime_loads() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('ORT_DISABLE_TELEMETRY', None)\n"
+        "import mixroute.classify.encoder\n"
+        "assert 'onnxruntime' not in sys.modules, 'imported eagerly'\n"
+        "print(os.environ['ORT_DISABLE_TELEMETRY'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
