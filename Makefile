@@ -31,7 +31,7 @@ demo: $(DEVSTAMP)
 	$(BIN)/python -m mixroute.demo
 
 bench: $(DEVSTAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.report --run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
