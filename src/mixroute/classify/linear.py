@@ -106,6 +106,44 @@ def gram(blocks: Sequence[Block]) -> np.ndarray:
     return k
 
 
+def fit_dual(
+    kernel: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    l2: float = 1e-4,
+    balance: float = 0.5,
+    iters: int = 300,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dual coefficients A (rows × classes) and bias; logits = ``kernel @ A + b``.
+
+    With an L2 penalty the weights stay in the span of the rows (W = Xᵀ A), so
+    the descent runs on A with the Gram matrix ``kernel`` = X Xᵀ: the same
+    iterates as in feature space, at a cost that does not grow with the
+    vocabulary. New rows are scored with their kernel against the training rows.
+    """
+    n = len(y)
+    sample_w = class_weights(y, n_classes, balance)
+    onehot = np.zeros((n, n_classes))
+    onehot[np.arange(n), y] = 1.0
+    lipschitz = 0.5 * float(np.diag(kernel).max()) * sample_w.max() + 0.5
+    step = 1.0 / (lipschitz + l2)
+
+    a = np.zeros((n, n_classes))
+    b = np.zeros(n_classes)
+    a_prev, b_prev = a, b
+    for it in range(1, iters + 1):
+        momentum = (it - 1) / (it + 2)
+        va = a + momentum * (a - a_prev)
+        vb = b + momentum * (b - b_prev)
+        p = softmax(kernel @ va + vb)
+        g = (p - onehot) * sample_w[:, None] / n
+        a_prev, b_prev = a, b
+        a = va - step * (g + l2 * va)
+        b = vb - step * g.sum(axis=0)
+    return a, b
+
+
 def fit_softmax(
     blocks: Sequence[Block],
     y: np.ndarray,
@@ -118,35 +156,13 @@ def fit_softmax(
 ) -> LinearModel:
     """Fit weights and bias on rows ``blocks`` with integer labels ``y``.
 
-    With an L2 penalty the weights stay in the span of the rows (W = Xᵀ A), so
-    the descent runs on the rows × classes matrix A with the Gram matrix
-    ``kernel`` = X Xᵀ: the same iterates as in feature space, at a cost that
-    does not grow with the vocabulary.
+    Solved in the dual (``fit_dual``); ``kernel`` may pass a precomputed
+    ``gram(blocks)``.
     """
-    n = len(y)
     k = gram(blocks) if kernel is None else kernel
-    sample_w = class_weights(y, n_classes, balance)
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y] = 1.0
-    lipschitz = 0.5 * float(np.diag(k).max()) * sample_w.max() + 0.5
-    step = 1.0 / (lipschitz + l2)
-
-    a = np.zeros((n, n_classes))
-    b = np.zeros(n_classes)
-    a_prev, b_prev = a, b
-    for it in range(1, iters + 1):
-        momentum = (it - 1) / (it + 2)
-        va = a + momentum * (a - a_prev)
-        vb = b + momentum * (b - b_prev)
-        p = softmax(k @ va + vb)
-        g = (p - onehot) * sample_w[:, None] / n
-        a_prev, b_prev = a, b
-        a = va - step * (g + l2 * va)
-        b = vb - step * g.sum(axis=0)
+    a, b = fit_dual(k, y, n_classes, l2=l2, balance=balance, iters=iters)
     weights = _blocks_tdot(blocks, a)
-    model = LinearModel(weights.astype(np.float32), b.astype(np.float32))
-    object.__setattr__(model, "_a", a)  # dual coefficients, for cross-validation
-    return model
+    return LinearModel(weights.astype(np.float32), b.astype(np.float32))
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from mixroute.classify.head import Head, save_head
-from mixroute.classify.linear import fit_softmax, fit_temperature, gram, softmax
+from mixroute.classify.linear import (
+    fit_dual,
+    fit_softmax,
+    fit_temperature,
+    gram,
+    softmax,
+)
 from mixroute.classify.text import clean
 from mixroute.classify.tfidf import TfidfVectorizer
 from mixroute.config.schema import MixrouteConfig
@@ -80,17 +86,15 @@ def _oof_logits(
         tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         if len(np.unique(y[tr])) < 2:
             continue
-        dummy = [np.zeros((len(tr), 1))]
-        model = fit_softmax(
-            dummy,
+        a, b = fit_dual(
+            kernel[np.ix_(tr, tr)],
             y[tr],
             n_classes,
             l2=L2,
             balance=BALANCE,
             iters=ITERS,
-            kernel=kernel[np.ix_(tr, tr)],
         )
-        out[te] = kernel[np.ix_(te, tr)] @ model._a + model.bias  # type: ignore[attr-defined]
+        out[te] = kernel[np.ix_(te, tr)] @ a + b
     return out
 
 
