@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -148,3 +149,14 @@ def serve(app: Starlette) -> Iterator[Served]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def wait_rows(app: Starlette, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """Ledger rows once ``count`` are there: the server writes a row just after
+    the client has read the end of the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = gateway_of(app).ledger.rows()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.02)

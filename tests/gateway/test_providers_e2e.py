@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import openai
-from gateway_kit import build, gateway_of, in_process, make_config, serve
+from gateway_kit import build, in_process, make_config, serve, wait_rows
 
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
@@ -32,7 +32,7 @@ def test_anthropic_model_whole_and_streamed(monkeypatch, upstreams, urls) -> Non
                     stream_options={"include_usage": True},
                 )
             )
-            rows = gateway_of(s.app).ledger.rows()
+            rows = wait_rows(s.app, 2)
         sent = claude.received[0]
     assert whole.choices[0].message.content == "Answer from claude."
     text_out = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_kit import build, gateway_of, make_config, serve
+from gateway_kit import build, make_config, serve, wait_rows
 
 from fakes import Reply
 
@@ -47,7 +47,7 @@ def test_sync_sdk_streaming_with_and_without_usage(upstreams, urls) -> None:
                 stream_options={"include_usage": True},
             )
         )
-        rows = gateway_of(s.app).ledger.rows()
+        rows = wait_rows(s.app, 2)
     text = "".join(c.choices[0].delta.content or "" for c in plain if c.choices)
     assert text == "one two three four"
     assert all(getattr(c, "usage", None) is None for c in plain)
@@ -117,7 +117,7 @@ def test_drop_after_content_ends_with_one_error_event(upstreams, urls) -> None:
             headers={"x-request-id": "drop-1"},
         ) as r:
             lines = sse_lines(r)
-        rows = gateway_of(s.app).ledger.rows()
+        rows = wait_rows(s.app, 1)
     events = [json.loads(line[6:]) for line in lines]
     assert "data: [DONE]" not in lines
     assert "error" in events[-1] and len([e for e in events if "error" in e]) == 1
@@ -156,8 +156,7 @@ def test_client_hangup_cancels_upstream_while_waiting(upstreams, urls, stream) -
             if upstreams["small"].hangups:
                 break
             time.sleep(0.01)
-        gateway_of(s.app).ledger.flush()
-        rows = gateway_of(s.app).ledger.rows()
+        rows = wait_rows(s.app, 1)
     assert upstreams["small"].hangups, "the upstream request was not cancelled"
     assert upstreams["small"].hangups[0] - hung_up < 2.0
     assert [(r["request_id"], r["status"]) for r in rows] == [("gone-1", 499)]
@@ -179,8 +178,7 @@ def test_client_hangup_mid_stream_records_partial_usage(upstreams, urls) -> None
             if upstreams["small"].hangups:
                 break
             time.sleep(0.01)
-        gateway_of(s.app).ledger.flush()
-        rows = gateway_of(s.app).ledger.rows()
+        rows = wait_rows(s.app, 1)
     assert "x" * 20 in first
     assert upstreams["small"].hangups[0] - hung_up < 2.0
     row = rows[0]
