@@ -6,6 +6,10 @@ in several languages. The head is a logistic regression on the same MiniLM
 embeddings the classifier uses, trained offline by ``bench/train_jailbreak.py``
 and shipped as ``guards/data/jailbreak-head.npz``; its SHA-256 is checked when
 it is loaded. Without an encoder the guard runs on the rules alone.
+
+The head runs only where the rules leave doubt: a turn no rule matched but
+that a broad word screen flags (see ``JailbreakDetector``), so ordinary
+requests pay microseconds, not an encoder pass.
 """
 
 from __future__ import annotations
@@ -98,6 +102,36 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+# Words that attacks the rules miss still tend to use. A turn with none of
+# them is not worth an encoder pass: benign traffic then costs only the rules.
+# Kept broad on purpose (false hits only cost time, misses cost recall); built
+# on the train split of tests/guards/data/jailbreak-labelled.jsonl.
+_SCREEN = re.compile(
+    r"\b(?:ignor\w*|disregard|forget|overrid\w*|bypass|instruct\w*|system|"
+    r"prompt|rules?|polic(?:y|ies)|filter\w*|restrict\w*|censor\w*|jailbr\w*|"
+    r"dan|stan|aim|pretend|act as|acting as|role-?play\w*|character|persona|"
+    r"mode|guardrails?|safety|moderation|reveal|repeat|verbatim|word for word|"
+    r"above|hidden|confidential|secrets?|developer|admin\w*|root|operator|"
+    r"ai|assistant|language models?|llm|evil|rogue|malware|keylogger|hack\w*|"
+    r"exploit\w*|steal\w*|illegal|launder\w*|weapon\w*|napalm|password\w*|"
+    r"api keys?|base64|decode|execute|exfiltrat\w*|fictional|hypothetical|"
+    r"imagine|story|novel|simulat\w*|freed?|refus\w*|comply|obey|norms|"
+    r"limit\w*|terms of use|memory|dump|context|unfiltered|uncensored|forbidden|"
+    r"approved|authori[sz]ed|permission|privileges?|precedence|supersed\w*|"
+    r"sandbox|original|instead|ethic\w*|guidelines?|anweisung\w*|regeln|einschr\w*|"
+    r"instrucc\w*|istruzion\w*|instru[çc]\w*|reglas|restricci\w*|"
+    r"restrizion\w*|sistema|syst[èe]me|filtros?)\b"
+    # Obfuscation: l33t spelling and letter-by-letter hyphenation.
+    r"|\b[a-z]+\d[a-z\d]*[a-z]\b|\b(?:\w-){3,}\w\b",
+    re.IGNORECASE,
+)
+
+
+def screen(text: str) -> bool:
+    """Whether ``text`` has anything that calls for the head (cheap, rules-level)."""
+    return _SCREEN.search(_rule_window(text)) is not None
+
+
 def _rule_window(text: str) -> str:
     # The rules cost a few microseconds per character on hostile input, so a
     # huge turn is judged by its beginning and its end, where instructions sit.
@@ -187,18 +221,28 @@ def load_head(path: Path | None = None, sha256: str | None = None) -> LinearHead
 
 class JailbreakDetector:
     """Scores prompts; a rule match or a head probability at the threshold is an
-    attack. ``embed`` is the classifier's encoder; ``None`` means rules only."""
+    attack. ``embed`` is the classifier's encoder; ``None`` means rules only.
+
+    The encoder is the costly part (milliseconds per prompt against
+    microseconds for the rules), so with ``screened`` (the default) the head
+    runs only on turns no rule matched that still contain a word attacks use
+    (see ``screen``): ordinary prompts cost the rules and one regex scan, and
+    never add an encoder pass to the classifier's. Pass ``screened=False`` to
+    score every turn with the head.
+    """
 
     def __init__(
         self,
         head: LinearHead | None = None,
         embed: Embed | None = None,
         threshold: float | None = None,
+        screened: bool = True,
     ) -> None:
         if head is not None and embed is None:
             head = None
         self.head = head
         self.embed = embed
+        self.screened = screened
         self.threshold = (
             threshold
             if threshold is not None
@@ -220,8 +264,16 @@ class JailbreakDetector:
         """One verdict per text; CPU-bound, so call it off the event loop."""
         patterns = [match_rules(_rule_window(t)) for t in texts]
         probs = [0.0] * len(texts)
-        if self.head is not None and self.embed is not None and texts:
-            windows = [t[:_WINDOW_CHARS] for t in texts]
+        # The head only judges what the rules left open: a rule hit is already
+        # an attack, and a turn the screen finds nothing in is not worth an
+        # encoder pass (unless ``screened`` is off).
+        todo = [
+            i
+            for i, (t, rule) in enumerate(zip(texts, patterns, strict=True))
+            if rule is None and (not self.screened or screen(t))
+        ]
+        if self.head is not None and self.embed is not None and todo:
+            windows = [texts[i][:_WINDOW_CHARS] for i in todo]
             # Small batches: padding a big one to its longest text costs
             # memory in proportion to batch x tokens^2.
             vectors = np.vstack(
@@ -230,7 +282,8 @@ class JailbreakDetector:
                     for i in range(0, len(windows), _BATCH)
                 ]
             )
-            probs = [float(p) for p in self.head.probabilities(vectors)]
+            for i, p in zip(todo, self.head.probabilities(vectors), strict=True):
+                probs[i] = float(p)
         return [
             JailbreakVerdict(p, rule, rule is not None or p >= self.threshold)
             for p, rule in zip(probs, patterns, strict=True)
