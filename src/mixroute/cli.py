@@ -118,8 +118,10 @@ def route(
 
     cfg = _load(config)
     text = sys.stdin.read() if prompt == "-" else prompt
-    classifier = build_classifier(cfg)
-    c = classifier.classify(text)
+    try:
+        c = build_classifier(cfg).classify(text)
+    except MixrouteError as exc:
+        raise _fail(str(exc)) from None
     d = SeedPolicy(cfg).decide(c)
     out: dict[str, Any] = {
         "model": d.model,

@@ -179,11 +179,25 @@ def test_tier_is_cut_from_hard_probability(
 ) -> None:
     from mixroute.classify.tier import tier_of
 
-    cuts = tfidf_config.classifier.tiers
+    medium, complex_ = tfidf._tier_cuts  # type: ignore[attr-defined]
+    assert 0.0 < medium <= complex_ < 1.0
     for text in ("what is the capital of france", HARD_PROMPT):
         c = tfidf.classify(text)
         assert 0.0 <= c.hard_probability <= 1.0
-        assert c.tier == tier_of(c.hard_probability, cuts.medium, cuts.complex)
+        assert c.tier == tier_of(c.hard_probability, medium, complex_)
+
+
+def test_explicit_tier_cuts_override_the_scorer_scale(
+    tfidf_config: MixrouteConfig,
+) -> None:
+    from mixroute.classify import build_classifier
+
+    tiers = tfidf_config.classifier.tiers.model_copy(
+        update={"medium": 0.0, "complex": 0.0}
+    )
+    settings = tfidf_config.classifier.model_copy(update={"tiers": tiers})
+    config = tfidf_config.model_copy(update={"classifier": settings})
+    assert build_classifier(config).classify("what is 2 + 2").tier == "complex"
 
 
 def test_embed_returns_unit_rows(tfidf: Classifier) -> None:

@@ -49,6 +49,9 @@ from mixroute.config.schema import MixrouteConfig
 
 log = logging.getLogger("mixroute.classify")
 
+# Cut points for the untrained heuristic's scale (see tier.py).
+HEURISTIC_CUTS = (0.35, 0.65)
+
 CONTEXT_WEIGHT = 0.2
 HASH_DIM = 384
 GATE_MARGIN = 0.08
@@ -74,6 +77,7 @@ class RouterClassifier:
         self._head = head
         self._encoder = encoder
         self._difficulty = difficulty
+        self._tier_cuts = self._cut_points()
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Classification] = OrderedDict()
         self._route_pos = {r: i for i, r in enumerate(self.routes)}
@@ -181,11 +185,11 @@ class RouterClassifier:
         best = int(np.argmax(probs))
         route = self.routes[best]
         hard = self._hard_probability(window, route, emb, x)
-        tiers = self.settings.tiers
+        medium_cut, complex_cut = self._tier_cuts
         return Classification(
             route=route,
             confidence=float(probs[best]),
-            tier=tier_of(hard, tiers.medium, tiers.complex),
+            tier=tier_of(hard, medium_cut, complex_cut),
             scores={r: float(p) for r, p in zip(self.routes, probs, strict=True)},
             hard_probability=hard,
             backend=self.backend,
@@ -233,6 +237,22 @@ class RouterClassifier:
                 out[outside] = won * q[outside] / max(float(q[outside].sum()), 1e-12)
         return out, emb
 
+    def _cut_points(self) -> tuple[float, float]:
+        """Tier cut points on the scale of whichever scorer is in use."""
+        tiers = self.settings.tiers
+        medium, complex_ = HEURISTIC_CUTS
+        scorer = self._difficulty
+        share_of = getattr(scorer, "threshold_for_share", None)
+        if share_of is not None:
+            try:
+                medium = float(share_of(tiers.medium_share))
+                complex_ = float(share_of(tiers.complex_share))
+            except Exception as exc:  # an odd artifact must not stop start-up
+                log.warning("difficulty scorer has no usable scale: %s", exc)
+        medium = tiers.medium if tiers.medium is not None else medium
+        complex_ = tiers.complex if tiers.complex is not None else complex_
+        return medium, max(medium, complex_)
+
     def _hard_probability(
         self, window: str, route: str, emb: np.ndarray | None, x: SparseRows
     ) -> float:
@@ -244,6 +264,7 @@ class RouterClassifier:
             except Exception as exc:  # a broken optional scorer must not stop routing
                 log.warning("difficulty scorer failed, using the heuristic: %s", exc)
                 self._difficulty = None
+                self._tier_cuts = self._cut_points()
         return heuristic_hard_probability(window, route)
 
     def _hashed(self, x: SparseRows) -> np.ndarray:

@@ -230,10 +230,30 @@ class Thresholds(Strict):
 
 
 class TierThresholds(Strict):
-    """Cut points on the hard-probability score (0..1) between tiers."""
+    """Cut points on the hard-probability score (0..1) between tiers.
 
-    medium: float = Field(0.35, ge=0, le=1)
-    complex: float = Field(0.65, ge=0, le=1)
+    Left unset, the cuts follow the trained difficulty scorer's own scale: the
+    hardest ``complex_share`` of its training prompts are "complex" and the
+    next ones up to ``medium_share`` are "medium" (with the untrained heuristic,
+    0.35 and 0.65). Set ``medium`` / ``complex`` to fix the cut points instead.
+    """
+
+    medium: float | None = Field(None, ge=0, le=1)
+    complex: float | None = Field(None, ge=0, le=1)
+    medium_share: float = Field(0.4, gt=0, lt=1)
+    complex_share: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierThresholds:
+        if self.complex_share > self.medium_share:
+            raise ValueError("complex_share must not be above medium_share")
+        if (
+            self.medium is not None
+            and self.complex is not None
+            and self.medium > self.complex
+        ):
+            raise ValueError("medium must not be above complex")
+        return self
 
 
 class ClassifierConfig(Strict):
