@@ -209,3 +209,29 @@ async def test_close_keeps_what_was_learned(
     again = engine_for(cfg)
     assert again.quality(cfg.route("math"), "small") == pytest.approx(0.55 * 10 / 14)
     await again.close()
+
+
+async def test_requests_are_queued_and_written_in_batches(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    path = tmp_path / "fb.sqlite"
+    book = FeedbackBook(str(path))
+    for i in range(3):
+        book.remember_later(f"q{i}", "k", None, "math", "small", "", 1.0)
+    # A rating right after the request finds it, queued or not.
+    assert book.rate("q2", 1.0, 2.0, owner="k")
+
+    def rows() -> int:
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
+    assert rows() == 3
+    book.remember_later("q3", "k", None, "math", "small", "", 1.0)
+    deadline = time.monotonic() + 5
+    while rows() < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the writer thread flushes on its own
+    assert rows() == 4
+    book.remember_later("q4", "k", None, "math", "small", "", 1.0)
+    book.close()  # writes what is still queued
+    assert rows() == 5

@@ -406,9 +406,18 @@ class Gateway:
             ttft_ms=row.ttft_ms,
             cost_usd=row.cost_usd,
         )
-        task = asyncio.ensure_future(
-            _quietly(self.engine.record(ctx.decision, outcome), ctx.request_id)
-        )
+        try:
+            # Health and feedback are noted at once; a task only when budgets,
+            # A/B tests or session pins need the state store.
+            stored = self.engine.record_now(ctx.decision, outcome)
+        except Exception:
+            log.exception(
+                "request %s: recording the policy outcome failed", ctx.request_id
+            )
+            return
+        if stored is None:
+            return
+        task = asyncio.ensure_future(_quietly(stored, ctx.request_id))
         self._policy_tasks.add(task)
         task.add_done_callback(self._policy_tasks.discard)
 

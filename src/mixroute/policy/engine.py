@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -424,6 +424,17 @@ class PolicyEngine:
     async def record(self, decision: RoutingDecision, outcome: Outcome) -> None:
         """Feed the outcome of a decided request into health, A/B statistics,
         budgets (settling the reservation), session pins and feedback."""
+        stored = self.record_now(decision, outcome)
+        if stored is not None:
+            await stored
+
+    def record_now(
+        self, decision: RoutingDecision, outcome: Outcome
+    ) -> Coroutine[Any, Any, None] | None:
+        """``record`` without a task when nothing needs the state store: health
+        and feedback are noted here (no I/O: feedback rows are queued for the
+        book's writer thread); the coroutine returned, if any, settles budgets,
+        A/B statistics and session pins and must be awaited."""
         now = self.clock.now().timestamp()
         for m in outcome.failed:
             self.health.record(m, False, 0.0, now)
@@ -433,23 +444,10 @@ class PolicyEngine:
 
         t = decision.trace
         if t is None:
-            return
-        if t.reservations:
-            await self.budgets.settle(t.reservations, outcome.cost_usd)
-        tried = {*outcome.failed, outcome.model}
-        # An arm counts only when its model was called (a capability or
-        # health skip is not the candidate's failure).
-        if t.ab is not None and t.ab.model in tried:
-            ok = outcome.upstream_ok and outcome.model == t.ab.model
-            await self.ab.record(
-                t.ab.test, t.ab.arm, ok, outcome.latency_ms, outcome.cost_usd
-            )
-        if t.session_key is not None:
-            await self.sessions.record(t.session_key, outcome, decision.candidates)
+            return None
         req = t.request
         if self.feedback is not None and req.request_id and outcome.model:
-            await asyncio.to_thread(
-                self.feedback.remember,
+            self.feedback.remember_later(
                 req.request_id,
                 req.key_id,
                 req.principal,
@@ -458,6 +456,28 @@ class PolicyEngine:
                 req.text if self.config.policies.feedback.store_prompts else "",
                 now,
             )
+        tried = {*outcome.failed, outcome.model}
+        # An arm counts only when its model was called (a capability or
+        # health skip is not the candidate's failure).
+        ab = t.ab is not None and t.ab.model in tried
+        if not t.reservations and not ab and t.session_key is None:
+            return None
+        return self._record_stored(decision, outcome, ab)
+
+    async def _record_stored(
+        self, decision: RoutingDecision, outcome: Outcome, ab: bool
+    ) -> None:
+        t = decision.trace
+        assert t is not None
+        if t.reservations:
+            await self.budgets.settle(t.reservations, outcome.cost_usd)
+        if ab and t.ab is not None:
+            ok = outcome.upstream_ok and outcome.model == t.ab.model
+            await self.ab.record(
+                t.ab.test, t.ab.arm, ok, outcome.latency_ms, outcome.cost_usd
+            )
+        if t.session_key is not None:
+            await self.sessions.record(t.session_key, outcome, decision.candidates)
 
     async def close(self) -> None:
         """Finish background work and close the feedback book (the gateway

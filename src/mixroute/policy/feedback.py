@@ -19,6 +19,7 @@ last snapshot. ``refresh`` also forgets unrated requests older than
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,12 @@ from typing import Any
 
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
+
+log = logging.getLogger(__name__)
+#: The writer thread inserts queued rows at least this often (seconds) ...
+FLUSH_S = 0.5
+#: ... and at once when this many are waiting.
+FLUSH_ROWS = 512
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, ts REAL, "
@@ -81,13 +88,80 @@ class FeedbackBook:
             for stmt in _SCHEMA:
                 self._conn.execute(stmt)
         self.dirty = True
+        # Rows from ``remember_later`` wait here for one writer thread, which
+        # inserts them in batches: a thread hop and a commit per request cost
+        # more than the rest of the policy engine together.
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer: threading.Thread | None = None
         self._route: dict[tuple[str, str], tuple[float, int]] = {}
         self._user: dict[tuple[str, str, str], tuple[float, int]] = {}
         self.refresh()  # what earlier runs learned counts from the start
 
     def close(self) -> None:
+        """Write what is queued, stop the writer thread and close the file."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(timeout=5)
+        self.flush()
         with self._lock:
             self._conn.close()
+
+    def remember_later(
+        self,
+        request_id: str,
+        owner: str | None,
+        principal: str | None,
+        route: str | None,
+        model: str,
+        prompt: str,
+        ts: float,
+    ) -> None:
+        """``remember`` without waiting: the row is queued (no I/O here, so it
+        is safe on the event loop) and a writer thread inserts it within
+        ``FLUSH_S``; ``rate`` writes the queue first, so a rating never misses
+        its request."""
+        row = (request_id, ts, owner or "-", principal, route, model, prompt)
+        with self._pending_lock:
+            self._pending.append(row)
+            big = len(self._pending) >= FLUSH_ROWS
+            if self._writer is None and not self._closing:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="mixroute-feedback", daemon=True
+                )
+                self._writer.start()
+        if big:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Insert every queued row in one transaction."""
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _write_loop(self) -> None:
+        while not self._closing:
+            self._wake.wait(FLUSH_S)
+            self._wake.clear()
+            try:
+                self.flush()
+            except sqlite3.Error:
+                log.exception("feedback: writing queued requests failed")
 
     def remember(
         self,
@@ -115,6 +189,7 @@ class FeedbackBook:
         no request with that id was made by ``owner`` (the API key id).
         Raises ``ClientError`` for a bad rating."""
         value = parse_rating(rating)
+        self.flush()
         with self._lock:
             row = self._conn.execute(
                 "SELECT 1 FROM requests WHERE request_id = ? AND owner = ?",
@@ -133,6 +208,7 @@ class FeedbackBook:
         """Recompute the per-route and per-user aggregates from the file;
         first forget unrated requests remembered before ``forget_before``
         (epoch seconds). Blocking: run it in a thread on a server."""
+        self.flush()  # queued requests are forgotten by the same rule
         self.dirty = False
         q = (
             "SELECT {cols}, SUM(g.rating), COUNT(*) FROM ratings g JOIN requests r "
