@@ -70,6 +70,7 @@ def parse_config(
         config = MixrouteConfig.model_validate(raw)
     except ValidationError as exc:
         problems += [_describe(err, raw) for err in exc.errors()]
+        problems += [p for p in _raw_reference_problems(raw) if p not in problems]
         raise ConfigError(problems) from None
     problems += check_references(config)
     if problems:
@@ -156,6 +157,36 @@ def find_fallback_cycle(fallbacks: Mapping[str, list[str]]) -> list[str]:
             if found:
                 return found
     return []
+
+
+def _raw_reference_problems(raw: dict[str, Any]) -> list[str]:
+    """Model references checked on the raw mapping, so a file with shape errors
+    still hears about its undefined models in the same run."""
+    models = raw.get("models")
+    if not isinstance(models, list):
+        return []
+    names = {m.get("name") for m in models if isinstance(m, dict)}
+    defined = ", ".join(sorted(n for n in names if isinstance(n, str)))
+    problems: list[str] = []
+
+    def need(path: str, name: Any) -> None:
+        if isinstance(name, str) and name not in names:
+            problems.append(
+                f'{path}: model "{name}" is not defined in models (defined: {defined})'
+            )
+
+    routes = raw.get("routes")
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, dict):
+            continue
+        cands = route.get("candidates")
+        for j, cand in enumerate(cands if isinstance(cands, list) else []):
+            need(f"routes[{i}].candidates[{j}]", cand)
+        need(f"routes[{i}].safe_fallback", route.get("safe_fallback"))
+    policies = raw.get("policies")
+    if isinstance(policies, dict):
+        need("policies.default_model", policies.get("default_model"))
+    return problems
 
 
 def _find_secrets(raw: dict[str, Any]) -> list[str]:
