@@ -125,6 +125,7 @@ class PolicyEngine:
         400 when no candidate has the capabilities the request needs, 429
         ``budget_exceeded`` when a budget has no room."""
         now = request.now or self.clock.now()
+        request = await self._counted(request)
         await self._refresh_feedback(now.timestamp())
         base = self._base(classification, request)
         route = self.config.route(base.route) if base.route else None
@@ -220,6 +221,21 @@ class PolicyEngine:
             notes=tuple(notes),
             trace=trace,
         )
+
+    async def _counted(self, req: PolicyRequest) -> PolicyRequest:
+        # Tokenizing every prompt cost more than the rest of the decision; the
+        # upper bound from ``from_body`` settles most requests. Budgets price
+        # the prompt, so they get the exact count, as does a prompt whose bound
+        # does not fit some model's context window.
+        if req.prompt_tokens_exact:
+            return req
+        if not self.config.policies.budgets and all(
+            fits(m, req.prompt_tokens, req.max_tokens) for m in self.config.models
+        ):
+            return req
+        if req.prompt_tokens > _INLINE_COUNT:
+            return await asyncio.to_thread(req.exact)
+        return req.exact()
 
     def _knob(self, route: RouteConfig) -> tuple[float | None, float | None]:
         # The route's setting wins over the global one; a target share wins
@@ -579,6 +595,10 @@ class PolicyEngine:
 
 
 _PERIOD = {"day": "daily", "month": "monthly"}
+
+
+# Up to this many characters the exact count is quicker than a thread hop.
+_INLINE_COUNT = 4_000
 
 
 def _front(order: list[str], model: str) -> list[str]:

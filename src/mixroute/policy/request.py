@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from mixroute.tokens import count_message_tokens, message_text
+from mixroute.tokens import MESSAGE_OVERHEAD, count_message_tokens, message_text
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class PolicyRequest:
     conversation: str | None = None
     needs: Needs = field(default_factory=Needs)
     prompt_tokens: int = 0
+    #: False when ``prompt_tokens`` is ``from_body``'s upper bound (characters
+    #: plus framing, never fewer than the tokenizer's count); ``exact()`` counts.
+    prompt_tokens_exact: bool = True
     max_tokens: int | None = None
     text: str = ""
     messages: tuple[Mapping[str, Any], ...] = ()
@@ -55,6 +58,14 @@ class PolicyRequest:
             return f"{self.key_id or '-'}/{self.user}"
         return self.key_id
 
+    def exact(self) -> PolicyRequest:
+        """This request with ``prompt_tokens`` counted by the tokenizer
+        (CPU-bound for long prompts: call it off the event loop then)."""
+        if self.prompt_tokens_exact:
+            return self
+        tokens = count_message_tokens(self.messages)
+        return replace(self, prompt_tokens=tokens, prompt_tokens_exact=True)
+
     @classmethod
     def from_body(
         cls,
@@ -65,9 +76,9 @@ class PolicyRequest:
         session_id: str | None = None,
         now: datetime | None = None,
     ) -> PolicyRequest:
-        """Build from an OpenAI chat-completions body (tokens counted with the
-        shipped tokenizer; needs read from content parts, ``tools`` and
-        ``response_format``)."""
+        """Build from an OpenAI chat-completions body (needs read from content
+        parts, ``tools`` and ``response_format``). ``prompt_tokens`` is a cheap
+        upper bound here; the engine counts exactly only when it matters."""
         messages = tuple(
             m for m in body.get("messages") or () if isinstance(m, Mapping)
         )
@@ -87,7 +98,8 @@ class PolicyRequest:
                 tools=bool(body.get("tools") or body.get("functions")),
                 json=rf_type in ("json_object", "json_schema"),
             ),
-            prompt_tokens=count_message_tokens(messages),
+            prompt_tokens=_token_bound(messages),
+            prompt_tokens_exact=False,
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             text=_last_user_text(messages),
             messages=messages,
@@ -117,6 +129,19 @@ class Outcome:
     def upstream_ok(self) -> bool:
         """The answering model did its part (a 4xx is the client's fault)."""
         return self.status < 500 and self.model is not None
+
+
+def _token_bound(messages: Sequence[Mapping[str, Any]]) -> int:
+    # A WordPiece token covers at least one character, so characters plus the
+    # framing bound the count from above at the cost of a len() per message.
+    total = 0
+    for m in messages:
+        total += MESSAGE_OVERHEAD + len(message_text(m.get("content")))
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(fn, Mapping):
+                total += len(str(fn.get("arguments", "")))
+    return total
 
 
 def conversation_hash(messages: Sequence[Mapping[str, Any]]) -> str | None:
