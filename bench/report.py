@@ -40,8 +40,8 @@ STEPS: list[tuple[str, list[str], int, str | None]] = [
     ("classify", ["-m", "bench.classify"], 150, None),
     ("semrouter", ["-m", "bench.peers.semrouter"], 200, None),
     ("costq", ["-m", "bench.costq"], 60, None),
-    ("guards", ["-m", "bench.guards", "--json"], 60, "guards.json"),
-    ("peers_overhead", ["-m", "bench.peers.litellm_overhead"], 200, None),
+    ("guards", ["-m", "bench.guards", "--json"], 90, "guards.json"),
+    ("peers_overhead", ["-m", "bench.peers.litellm_overhead"], 240, None),
     ("scaling", ["-m", "bench.scaling"], 120, None),
 ]
 
@@ -73,21 +73,25 @@ def run_all(only: set[str]) -> dict[str, Any]:
             continue
         print(f"== {name} (cap {cap} s)", flush=True)
         t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE if stdout_file else None,
+        )
         try:
-            out = subprocess.run(
-                [sys.executable, *args],
-                cwd=ROOT,
-                timeout=cap,
-                stdout=subprocess.PIPE if stdout_file else None,
-                check=False,
-            )
-            status = "ok" if out.returncode == 0 else f"exit {out.returncode}"
-            if stdout_file and out.returncode == 0:
+            stdout, _ = proc.communicate(timeout=cap)
+            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+            if stdout_file and proc.returncode == 0:
                 RESULTS.mkdir(parents=True, exist_ok=True)
-                (RESULTS / stdout_file).write_bytes(out.stdout)
+                (RESULTS / stdout_file).write_bytes(stdout)
         except subprocess.TimeoutExpired:
-            # subprocess.run has killed the child; the benches stop their own
-            # servers on SIGTERM, and a SIGKILL leaves only loopback listeners.
+            # SIGTERM first: the benches stop their own servers on it.
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
             status = f"timed out after {cap} s"
         seconds = round(time.monotonic() - t0, 1)
         meta["steps"][name] = {"status": status, "seconds": seconds}
