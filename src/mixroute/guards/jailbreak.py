@@ -105,31 +105,46 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 # Words that attacks the rules miss still tend to use. A turn with none of
 # them is not worth an encoder pass: benign traffic then costs only the rules.
 # Kept broad on purpose (false hits only cost time, misses cost recall); built
-# on the train split of tests/guards/data/jailbreak-labelled.jsonl.
-_SCREEN = re.compile(
-    r"\b(?:ignor\w*|disregard|forget|overrid\w*|bypass|instruct\w*|system|"
-    r"prompt|rules?|polic(?:y|ies)|filter\w*|restrict\w*|censor\w*|jailbr\w*|"
-    r"dan|stan|aim|pretend|act as|acting as|role-?play\w*|character|persona|"
-    r"mode|guardrails?|safety|moderation|reveal|repeat|verbatim|word for word|"
-    r"above|hidden|confidential|secrets?|developer|admin\w*|root|operator|"
-    r"ai|assistant|language models?|llm|evil|rogue|malware|keylogger|hack\w*|"
-    r"exploit\w*|steal\w*|illegal|launder\w*|weapon\w*|napalm|password\w*|"
-    r"api keys?|base64|decode|execute|exfiltrat\w*|fictional|hypothetical|"
-    r"imagine|story|novel|simulat\w*|freed?|refus\w*|comply|obey|norms|"
-    r"limit\w*|terms of use|memory|dump|context|unfiltered|uncensored|forbidden|"
-    r"approved|authori[sz]ed|permission|privileges?|precedence|supersed\w*|"
-    r"sandbox|original|instead|ethic\w*|guidelines?|anweisung\w*|regeln|einschr\w*|"
-    r"instrucc\w*|istruzion\w*|instru[çc]\w*|reglas|restricci\w*|"
-    r"restrizion\w*|sistema|syst[èe]me|filtros?)\b"
-    # Obfuscation: l33t spelling and letter-by-letter hyphenation.
-    r"|\b[a-z]+\d[a-z\d]*[a-z]\b|\b(?:\w-){3,}\w\b",
-    re.IGNORECASE,
+# on the train split of tests/guards/data/jailbreak-labelled.jsonl. Looked up
+# as a set of words and a tuple of prefixes: one big regex alternation took
+# milliseconds on a 2 kB prompt.
+_SCREEN_WORDS = frozenset(
+    "disregard forget bypass system prompt rule rules policy policies dan stan "
+    "aim pretend roleplay character persona mode guardrail guardrails safety "
+    "moderation reveal repeat verbatim above hidden confidential secret secrets "
+    "developer root operator ai assistant llm evil rogue malware keylogger "
+    "illegal napalm base64 decode execute fictional hypothetical imagine story "
+    "novel free freed comply obey norms memory dump context unfiltered "
+    "uncensored forbidden approved authorised authorized permission privilege "
+    "privileges precedence sandbox original instead guideline guidelines regeln "
+    "reglas sistema système systeme".split()
 )
+_SCREEN_PREFIXES = (
+    "ignor", "overrid", "instru", "filt", "restric", "censor", "jailbr", "admin",
+    "hack", "exploit", "steal", "launder", "weapon", "password", "exfiltrat",
+    "simulat", "refus", "limit", "supersed", "ethic", "anweisung", "einschr",
+    "istruzion", "restrizion",
+)  # fmt: skip
+_SCREEN_PHRASES = (
+    "act as", "acting as", "role-play", "word for word", "terms of use",
+    "api key", "language model",
+)  # fmt: skip
+_WORDS = re.compile(r"\w+")
+# Obfuscation: l33t spelling and letter-by-letter hyphenation.
+_OBFUSCATED = re.compile(r"[a-z]\d+[a-z]|\b(?:\w-){3,}\w\b", re.IGNORECASE)
 
 
 def screen(text: str) -> bool:
     """Whether ``text`` has anything that calls for the head (cheap, rules-level)."""
-    return _SCREEN.search(_rule_window(text)) is not None
+    low = _rule_window(text).lower()
+    words = set(_WORDS.findall(low))
+    if not words.isdisjoint(_SCREEN_WORDS):
+        return True
+    if any(w.startswith(_SCREEN_PREFIXES) for w in words):
+        return True
+    if any(p in low for p in _SCREEN_PHRASES):
+        return True
+    return _OBFUSCATED.search(low) is not None
 
 
 def _rule_window(text: str) -> str:
@@ -147,6 +162,9 @@ class JailbreakVerdict:
     probability: float
     pattern: str | None
     attack: bool
+    #: The head was asked not to run (``score_many(..., head=False)``) on a
+    #: turn it would have judged: score again with the head before deciding.
+    pending: bool = False
 
 
 def match_rules(text: str) -> str | None:
@@ -260,8 +278,14 @@ class JailbreakDetector:
             embed = OnnxEncoder().embed
         return cls(load_head(), embed, threshold)
 
-    def score_many(self, texts: Sequence[str]) -> list[JailbreakVerdict]:
-        """One verdict per text; CPU-bound, so call it off the event loop."""
+    def score_many(
+        self, texts: Sequence[str], head: bool = True
+    ) -> list[JailbreakVerdict]:
+        """One verdict per text; CPU-bound, so call it off the event loop.
+
+        With ``head=False`` only the rules and the screen run (microseconds on
+        a short text, fine on the loop); a turn the head would judge comes back
+        ``pending``."""
         patterns = [match_rules(_rule_window(t)) for t in texts]
         probs = [0.0] * len(texts)
         # The head only judges what the rules left open: a rule hit is already
@@ -272,6 +296,12 @@ class JailbreakDetector:
             for i, (t, rule) in enumerate(zip(texts, patterns, strict=True))
             if rule is None and (not self.screened or screen(t))
         ]
+        if self.head is not None and self.embed is not None and todo and not head:
+            waiting = set(todo)
+            return [
+                JailbreakVerdict(0.0, rule, rule is not None, pending=i in waiting)
+                for i, rule in enumerate(patterns)
+            ]
         if self.head is not None and self.embed is not None and todo:
             windows = [texts[i][:_WINDOW_CHARS] for i in todo]
             # Small batches: padding a big one to its longest text costs
@@ -289,5 +319,5 @@ class JailbreakDetector:
             for p, rule in zip(probs, patterns, strict=True)
         ]
 
-    def score(self, text: str) -> JailbreakVerdict:
-        return self.score_many([text])[0]
+    def score(self, text: str, head: bool = True) -> JailbreakVerdict:
+        return self.score_many([text], head)[0]

@@ -218,8 +218,11 @@ class Guards:
 
     # 4-5: what is in the prompt, and what the route allows -------------------
 
-    def scan(self, body: Mapping[str, Any]) -> GuardScan:
-        """PII types in every message and the jailbreak verdict on the new turn."""
+    def scan(self, body: Mapping[str, Any], head: bool = True) -> GuardScan:
+        """PII types in every message and the jailbreak verdict on the new turn.
+
+        ``head=False`` skips the jailbreak head (the encoder); a verdict it
+        would have decided comes back ``pending`` (see ``JailbreakVerdict``)."""
         pii: tuple[str, ...] = ()
         if self.scan_pii:
             found: set[str] = set()
@@ -234,7 +237,7 @@ class Guards:
             else:
                 turn = _all_text(body)
             if turn:
-                verdict = self.jailbreak.score("\n".join(turn))
+                verdict = self.jailbreak.score("\n".join(turn), head)
         return GuardScan(pii, verdict)
 
     def enforce(
