@@ -139,16 +139,20 @@ class CompletionEndpoint:
                 key_id=ctx.key,
                 headers={SESSION_HEADER: header(scope, b"x-session-id") or ""},
             )
-            # It counts tokens: a long prompt goes to the thread pool, while a
-            # short one costs less than the hop there and back.
+            # It reads and hashes the messages: a long prompt goes to the thread
+            # pool, while a short one costs less than the hop there and back.
             small = len(body) <= INLINE_TOKENIZE_BYTES
             preq = build() if small else await gw.off_loop(build)
-            ctx.prompt_tokens = preq.prompt_tokens or None
         if pending is not None and gw.obs.tracer.enabled:
             with gw.obs.span("mixroute.classify"):
                 await asyncio.wait([pending])
         with gw.obs.span("mixroute.policy"):
             ctx.decision = await gw.decide(req.model, pending, request=preq)
+        t = ctx.decision.trace
+        if t is not None and t.request.prompt_tokens_exact:
+            # Only an exact count (the engine counts when budgets or a context
+            # window need it); else ``plan`` counts if it has to.
+            ctx.prompt_tokens = t.request.prompt_tokens or None
         max_out = getattr(req, "max_completion_tokens", None) or req.max_tokens
         ctx.candidates = await gw.plan(ctx, len(body), max_out)
         headers = _forwarded(scope, ctx)
