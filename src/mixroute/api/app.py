@@ -32,6 +32,7 @@ from mixroute.upstream.pool import RetryPolicy, UpstreamPool
 
 from .endpoints import ClassifyEndpoint, CompletionEndpoint
 from .gateway import Gateway
+from .openapi import openapi_endpoint
 
 
 def build_gateway(
@@ -186,6 +187,7 @@ def create_app(
         Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(), methods=["GET"]),
         *obs_routes(gw),
     ]
     app = Starlette(
