@@ -396,8 +396,10 @@ class _Relay:
             await self._finish_whole()
             return
         if self.stream and not self.restoring and not self.accounting:
-            pass  # nothing to change or count: the chunks go through untouched
-        elif self.stream:
+            # Nothing to change or count: the chunks go through untouched.
+            await self._send(message)
+            return
+        if self.stream:
             body = self._stream_chunk(body, final=not more)
             if not more:
                 await self._settle_from(b"")
@@ -405,7 +407,8 @@ class _Relay:
             self.buffer += body
             if not more:
                 await self._settle_from(self.buffer)
-        await self._send({**message, "body": body})
+        same = body is message.get("body")
+        await self._send(message if same else {**message, "body": body})
 
     async def _finish_whole(self) -> None:
         assert self.start is not None and self.outcome is not None
