@@ -118,6 +118,8 @@ def route(
 
     cfg = _load(config)
     text = sys.stdin.read() if prompt == "-" else prompt
+    if not text.strip():
+        raise _fail("the prompt is empty; give some text, or '-' to read stdin")
     try:
         c = build_classifier(cfg).classify(text)
     except MixrouteError as exc:

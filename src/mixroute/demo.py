@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -187,7 +188,12 @@ def _start_gateway(ledger: Path) -> tuple[Any, threading.Thread, str]:
 
     config = load_config()
     server_cfg = config.server.model_copy(update={"ledger_path": str(ledger)})
-    config = config.model_copy(update={"server": server_cfg})
+    # The demo is local and self-contained: no client keys, and no key store,
+    # feedback or other files picked up from the folder it is run in.
+    auth_cfg = config.auth.model_copy(
+        update={"mode": "off", "keys_path": str(ledger.parent / "keys.sqlite")}
+    )
+    config = config.model_copy(update={"server": server_cfg, "auth": auth_cfg})
     app = create_app(config)
     port = _free_port()
     server = uvicorn.Server(
@@ -337,6 +343,13 @@ def main() -> None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
     _report(results, ledger, time.monotonic() - started)
+    answered = sum(1 for r in results if r.status == 200)
+    if answered < len(results) // 2:
+        print(
+            f"demo failed: only {answered} of {len(results)} requests were answered",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":
