@@ -59,6 +59,11 @@ class ClientError(MixrouteError):
         }
 
 
+class UnsendableRequest(ClientError):
+    """The request has no UTF-8 JSON form (e.g. a lone surrogate): a 400, never
+    counted against an upstream and never retried on another model."""
+
+
 class UpstreamError(MixrouteError):
     """A provider call failed. ``retryable`` says whether a retry may help."""
 

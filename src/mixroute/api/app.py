@@ -33,6 +33,7 @@ from mixroute.upstream.pool import RetryPolicy, UpstreamPool
 from .endpoints import ClassifyEndpoint, CompletionEndpoint
 from .gateway import Gateway
 from .openapi import openapi_endpoint
+from .wire import ClientGone, parse_json, read_body
 
 
 def build_gateway(
@@ -129,10 +130,15 @@ def create_app(
     async def feedback(request: Request) -> Response:
         # POST /v1/feedback {"request_id": ..., "rating": true | "up" | 0..1}
         try:
-            data = await request.json()
-        except ValueError:
-            data = None
-        rid = data.get("request_id") if isinstance(data, dict) else None
+            # The same bounded reader and strict parser as the completion
+            # endpoints: 413 past the limit, 400 for deep nesting or surrogates.
+            limit = config.server.max_body_bytes
+            data = parse_json(await read_body(request.scope, request.receive, limit))
+        except ClientGone:
+            return Response(status_code=400)
+        except ClientError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        rid = data.get("request_id")
         try:
             if gw.engine is None:
                 raise ClientError("Feedback needs the policy engine.", status=404)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
-from mixroute.errors import ClientError, UpstreamError
+from mixroute.errors import ClientError, UnsendableRequest, UpstreamError
 from mixroute.obs import Observer, access_fields
 from mixroute.policy.decision import RoutingDecision, SeedPolicy
 from mixroute.policy.engine import PolicyEngine
@@ -289,6 +289,8 @@ class Gateway:
                 if not isinstance(data, Mapping):
                     raise UpstreamError("The upstream answer is not an object.")
                 response, usage = provider.parse_response(model, kind, data)
+            except UnsendableRequest:
+                raise  # the same body fails for every model
             except ClientError as exc:
                 failures.append(f"{model.name} ({exc.message})")
                 continue

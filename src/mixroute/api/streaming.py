@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mixroute.errors import ClientError, UpstreamError
+from mixroute.errors import ClientError, UnsendableRequest, UpstreamError
 from mixroute.providers import get_provider
 from mixroute.providers.base import Kind, StreamTranslator
 from mixroute.providers.openai import OpenAIStreamTranslator
@@ -120,6 +120,8 @@ async def stream(
             req = provider.build_request(model, kind, sent, stream=True, api_key=key)
             with gateway.obs.span("mixroute.upstream", {"model": model.name}):
                 resp = await gateway.pool.open_stream(model, req, headers)
+        except UnsendableRequest:
+            raise  # the same body fails for every model
         except ClientError as exc:
             failures.append(f"{model.name} ({exc.message})")
             continue

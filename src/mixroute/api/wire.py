@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
@@ -129,16 +130,46 @@ def parse_json(body: bytes) -> dict[str, Any]:
             f"The request body is not valid UTF-8 (bad byte at position {exc.start}).",
             code="invalid_encoding",
         ) from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ClientError(
-            f"The request body is not valid JSON ({exc}).", code="invalid_json"
-        ) from None
+    data = loads_checked(text)
     if not isinstance(data, dict):
         raise ClientError(
             "The request body must be a JSON object.", code="invalid_json"
         )
+    return data
+
+
+# A "\uD800".."\uDFFF" escape; only then can a decoded string hold a surrogate
+# (raw UTF-8 bytes cannot encode one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def loads_checked(text: str | bytes) -> Any:
+    """``text`` decoded as JSON, or a 400: not JSON, nested too deeply, or with a
+    lone surrogate escape (no UTF-8 form, so it could be sent nowhere)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ClientError(
+            "The request body is nested too deeply.", code="invalid_json"
+        ) from None
+    except ValueError as exc:
+        raise ClientError(
+            f"The request body is not valid JSON ({exc}).", code="invalid_json"
+        ) from None
+    if isinstance(text, str):
+        escaped = _SURROGATE_ESCAPE.search(text) is not None
+    else:
+        escaped = _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    if escaped:
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise ClientError(
+                "The request body contains a lone UTF-16 surrogate escape "
+                "(\\uD800-\\uDFFF without its pair), which is not valid Unicode.",
+                code="invalid_encoding",
+            ) from None
     return data
 
 

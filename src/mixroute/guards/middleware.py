@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mixroute.api.wire import loads_checked
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.guards.pii import StreamRestorer
@@ -132,8 +133,9 @@ class GuardMiddleware:
                 self.guards.check({}, int(str(exc)))
                 raise
             try:
-                body = json.loads(raw)
-            except ValueError:
+                # Also refuses deep nesting and lone surrogates (no UTF-8 form).
+                body = loads_checked(raw)
+            except ClientError:
                 body = None
             if not isinstance(body, dict):
                 # Not ours to judge: the gateway answers malformed JSON. It

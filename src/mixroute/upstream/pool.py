@@ -26,6 +26,7 @@ import aiohttp
 from mixroute import __version__
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import (
+    UnsendableRequest,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -61,8 +62,13 @@ def is_client_fault(exc: BaseException) -> bool:
 
 
 def dumps(payload: Mapping[str, Any]) -> bytes:
-    """Compact JSON bytes, as sent upstream and to clients."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON bytes, as sent to clients (an upstream's lone surrogate
+    escape, which has no UTF-8 form, goes out escaped again)."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 class UpstreamPool:
@@ -193,9 +199,19 @@ class UpstreamPool:
         all_headers = {**headers, **req.headers}
         if stream:
             all_headers["accept"] = "text/event-stream"
+        try:
+            data = json.dumps(
+                req.json, separators=(",", ":"), ensure_ascii=False
+            ).encode()
+        except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+            # Our body, not the upstream, is at fault: no breaker failure.
+            raise UnsendableRequest(
+                "The request cannot be encoded as UTF-8 JSON (a lone surrogate?).",
+                code="invalid_encoding",
+            ) from None
         return self.session.post(
             req.url,
-            data=dumps(req.json),
+            data=data,
             headers=all_headers,
             timeout=self._timeouts[model.name],
             allow_redirects=False,
@@ -233,6 +249,8 @@ class UpstreamPool:
             while True:
                 try:
                     result = await attempt()
+                except UnsendableRequest:
+                    raise  # nothing reached the upstream (the probe is released)
                 except Exception as exc:
                     err = exc if isinstance(exc, UpstreamError) else None
                     err = err or self._map(exc, model)

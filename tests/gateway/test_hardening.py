@@ -1,0 +1,158 @@
+"""Hostile bodies and odd upstream answers: 4xx for the client's mistakes, never
+a 500, never a circuit opened by our own request (in-process, loopback fakes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from gateway_kit import FAST_RETRY, build, gateway_of, in_process, make_config
+
+from fakes import FakeUpstream
+from mixroute.errors import UnsendableRequest
+from mixroute.providers.base import UpstreamRequest
+from mixroute.upstream.pool import UpstreamPool
+
+CHAT = "/v1/chat/completions"
+JSON = {"content-type": "application/json"}
+LONE = "\\ud800"  # a JSON escape of a lone high surrogate
+LONE_STR = "\ud800"  # the decoded string: no UTF-8 form
+
+# A lone surrogate in every kind of field a chat request may carry.
+SURROGATE_CHATS = [
+    '{"model":"small","messages":[{"role":"user","content":"hi"}],'
+    '"metadata":{"k":"' + LONE + '"}}',
+    '{"model":"small","messages":[{"role":"user","content":"hi","name":"'
+    + LONE
+    + '"}]}',
+    '{"model":"small","messages":[{"role":"user","content":"hi"}],"user":"'
+    + LONE
+    + '"}',
+    '{"model":"small","messages":[{"role":"user","content":"hi"}],"stop":["'
+    + LONE
+    + '"]}',
+    '{"model":"small","messages":[{"role":"user","content":"hi"}],'
+    '"tools":[{"type":"function","function":{"name":"' + LONE + '"}}]}',
+    '{"model":"small","messages":[{"role":"user","content":"hi"}],"x_' + LONE + '":1}',
+    '{"model":"small","messages":[{"role":"user","content":"a' + LONE + 'b"}]}',
+    '{"model":"auto","messages":[{"role":"user","content":"' + LONE + '"}]}',
+]
+
+
+def _deep(depth: int = 2000) -> bytes:
+    return ("[" * depth + "]" * depth).encode()
+
+
+def _deep_object(field: str, depth: int = 2000) -> bytes:
+    return ('{"' + field + '":' + "[" * depth + "]" * depth + "}").encode()
+
+
+async def test_lone_surrogates_are_400_and_open_no_circuit(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        for _ in range(2):  # more than the breakers' 3 failures in all
+            for body in SURROGATE_CHATS:
+                r = await client.post(CHAT, content=body.encode(), headers=JSON)
+                assert r.status_code == 400, body
+                err = r.json()["error"]
+                assert err["type"] == "invalid_request_error"
+                assert err["code"] == "invalid_encoding"
+                assert "surrogate" in err["message"]
+        gw = gateway_of(app)
+        assert {b.state for b in gw.pool.breakers.values()} == {"closed"}
+        assert all(not u.received for u in upstreams.values())
+        plain = {"model": "small", "messages": [{"role": "user", "content": "x"}]}
+        ok = await client.post(CHAT, json=plain)
+        rows = gw.ledger.rows()
+    assert ok.status_code == 200
+    assert len(rows) == 2 * len(SURROGATE_CHATS) + 1
+
+
+async def test_a_surrogate_pair_escape_is_fine(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    app = build(*make_config(urls))
+    body = '{"model":"small","messages":[{"role":"user","content":"\\ud83d\\ude00"}]}'
+    async with in_process(app) as client:
+        r = await client.post(CHAT, content=body.encode(), headers=JSON)
+    assert r.status_code == 200
+    assert upstreams["small"].received[0].body["messages"][0]["content"] == "\U0001f600"
+
+
+async def test_lone_surrogates_in_prompt_and_feedback_are_400(
+    urls: dict[str, str | None],
+) -> None:
+    app = build(*make_config(urls))
+    prompt = '{"model":"small","prompt":"' + LONE + '"}'
+    classify = '{"prompt":"' + LONE + '"}'
+    feedback = '{"request_id":"' + LONE + '","rating":1}'
+    async with in_process(app) as client:
+        for path, body in (
+            ("/v1/completions", prompt),
+            ("/v1/classify", classify),
+            ("/v1/feedback", feedback),
+        ):
+            r = await client.post(path, content=body.encode(), headers=JSON)
+            assert r.status_code == 400, path
+            assert r.json()["error"]["code"] == "invalid_encoding", path
+
+
+async def test_an_unencodable_body_is_not_an_upstream_failure(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    config, _ = make_config(urls)
+    model = config.model("small")
+    pool = UpstreamPool(config, FAST_RETRY)
+    await pool.start()
+    try:
+        req = UpstreamRequest(
+            url=f"{urls['small']}/chat/completions",
+            headers={},
+            json={
+                "model": "up-small",
+                "messages": [{"role": "user", "content": LONE_STR}],
+            },
+        )
+        for _ in range(6):
+            with pytest.raises(UnsendableRequest):
+                await pool.request_json(model, req, {})
+        assert pool.breakers["small"].state == "closed"
+    finally:
+        await pool.close()
+    assert not upstreams["small"].received
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (CHAT, _deep()),
+        (CHAT, _deep_object("messages")),
+        ("/v1/completions", _deep_object("prompt")),
+        ("/v1/classify", _deep_object("messages")),
+        ("/v1/feedback", _deep_object("request_id")),
+    ],
+)
+async def test_deep_nesting_is_400_invalid_json(
+    urls: dict[str, str | None], path: str, body: bytes
+) -> None:
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(path, content=body, headers=JSON)
+        rows = gateway_of(app).ledger.rows()
+    assert r.status_code == 400
+    err: dict[str, Any] = r.json()["error"]
+    assert err["code"] == "invalid_json"
+    assert err["type"] == "invalid_request_error"
+    if path in (CHAT, "/v1/completions"):
+        assert len(rows) == 1 and rows[0]["status"] == 400
+
+
+async def test_feedback_body_is_bounded(urls: dict[str, str | None]) -> None:
+    app = build(*make_config(urls, server={"max_body_bytes": 4096}))
+    big = b'{"request_id":"' + b"a" * 8000 + b'","rating":1}'
+    async with in_process(app) as client:
+        r = await client.post("/v1/feedback", content=big, headers=JSON)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
