@@ -200,6 +200,59 @@ def non_loopback_peers(pid: int) -> list[str]:
     return peers
 
 
+async def measure(
+    targets: dict[str, tuple[str, str, int | None]],
+    stream: bool,
+    concurrency: int,
+    n: dict[str, int],
+    rounds: int,
+) -> list[ov.Run]:
+    """bench/overhead.py's interleaved rounds, with a request count per target.
+
+    LiteLLM serves far fewer requests per second than the others, so it gets
+    fewer requests; every target still runs once in every round, so a change in
+    machine load hits them alike.
+    """
+    lat: dict[str, list[float]] = {t: [] for t in targets}
+    ttft: dict[str, list[float]] = {t: [] for t in targets}
+    errors = dict.fromkeys(targets, 0)
+    seconds = dict.fromkeys(targets, 0.0)
+    cpu = dict.fromkeys(targets, 0.0)
+    for url, model, _ in targets.values():  # warm-up, not counted
+        await ov.load(url, model, stream=stream, concurrency=concurrency, per_worker=2)
+    for _ in range(rounds):
+        for name, (url, model, pid) in targets.items():
+            per = max(1, n[name] // concurrency // rounds)
+            before = ov.cpu_seconds(pid) if pid else 0.0
+            a, b, e, sec = await ov.load(
+                url, model, stream=stream, concurrency=concurrency, per_worker=per
+            )
+            cpu[name] += (ov.cpu_seconds(pid) - before) if pid else 0.0
+            lat[name] += a
+            ttft[name] += b
+            errors[name] += e
+            seconds[name] += sec
+    runs = []
+    for name, (_, _, pid) in targets.items():
+        done = len(lat[name])
+        runs.append(
+            ov.Run(
+                name,
+                "stream" if stream else "whole",
+                concurrency,
+                done,
+                errors[name],
+                seconds[name],
+                ov._pct(lat[name], 0.5),
+                ov._pct(lat[name], 0.99),
+                ov._pct(ttft[name], 0.5) if ttft[name] else None,
+                ov._pct(ttft[name], 0.99) if ttft[name] else None,
+                round(cpu[name] * 1e6 / done, 1) if pid and done else None,
+            )
+        )
+    return runs
+
+
 def _wait_alive(proc: subprocess.Popen[bytes], url: str, seconds: float = 180) -> None:
     """Wait for ``url`` to answer 200, failing at once if ``proc`` exits."""
     deadline = time.monotonic() + seconds
@@ -220,6 +273,7 @@ async def _run(
     n1: int,
     n64: int,
     rounds: int,
+    fast: int,
 ) -> tuple[list[ov.Run], dict[str, Any]]:
     pids = {k: p.pid for k, p in procs.items()}
     await ov._wait_port(ports["up"])
@@ -255,11 +309,14 @@ async def _run(
     for stream in (False, True):
         for conc, n in ((1, n1), (64, n64)):
             t0 = time.monotonic()
-            runs += await ov.measure(targets, stream, conc, n, rounds)
+            counts = {t: n * (1 if t == "litellm" else fast) for t in targets}
+            runs += await measure(targets, stream, conc, counts, rounds)
             mode = "stream" if stream else "whole"
             took = time.monotonic() - t0
             print(
-                f"  {mode} c={conc}: {n} requests per target, {took:.1f} s", flush=True
+                f"  {mode} c={conc}: {n * fast} requests per target, {n} for "
+                f"LiteLLM, {took:.1f} s",
+                flush=True,
             )
             peers.update(non_loopback_peers(pids["lite"]))
     return runs, {"litellm_ready_s": round(ready_s, 1), "non_loopback": sorted(peers)}
@@ -270,9 +327,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # LiteLLM serves 15-50 requests/s here (streams slowest): these sizes keep
     # its phases, hence the whole run, under about three minutes on 2 cores.
-    parser.add_argument("--n1", type=int, default=300, help="requests at c=1")
-    parser.add_argument("--n64", type=int, default=640, help="requests at c=64")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--n1", type=int, default=300, help="LiteLLM's requests at c=1")
+    parser.add_argument(
+        "--n64", type=int, default=640, help="LiteLLM's requests at c=64"
+    )
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--fast", type=int, default=4, help="times more requests for non-LiteLLM"
+    )
     args = parser.parse_args(argv if argv is not None else [])
 
     python = venv.ensure("litellm", [LITELLM])
@@ -314,7 +376,9 @@ def main(argv: list[str] | None = None) -> None:
         "lite": spawn_litellm(python, lite_cfg, ports["lite"], log),
     }
     try:
-        runs, seen = asyncio.run(_run(ports, procs, args.n1, args.n64, args.rounds))
+        runs, seen = asyncio.run(
+            _run(ports, procs, args.n1, args.n64, args.rounds, args.fast)
+        )
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGINT)
