@@ -28,6 +28,7 @@ Kind = Literal[
     "drop_before",  # stream a role-only chunk, then cut the connection
     "split_utf8",  # stream text whose multi-byte characters straddle two writes
     "slow_first",  # wait `delay` s before the first content chunk of a stream
+    "raw",  # `text` as the JSON body, sent as is with `status`
     "stall",  # stream one content chunk, then wait `delay` s for a hang-up
 ]
 
@@ -157,6 +158,12 @@ class FakeUpstream:
             }
             extra = {"retry-after": r.retry_after} if r.retry_after else {}
             self._json(w, r.status, {"error": err}, extra)
+            await w.drain()
+            return True
+        if r.kind == "raw":
+            data = r.text.encode()
+            head = f"HTTP/1.1 {r.status} X\r\ncontent-type: application/json\r\n"
+            w.write(f"{head}content-length: {len(data)}\r\n\r\n".encode() + data)
             await w.drain()
             return True
         text = r.text or f"Answer from {self.name}."

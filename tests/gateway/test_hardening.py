@@ -3,12 +3,13 @@ a 500, never a circuit opened by our own request (in-process, loopback fakes).""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from gateway_kit import FAST_RETRY, build, gateway_of, in_process, make_config
 
-from fakes import FakeUpstream
+from fakes import FakeUpstream, Reply
 from mixroute.errors import UnsendableRequest
 from mixroute.providers.base import UpstreamRequest
 from mixroute.upstream.pool import UpstreamPool
@@ -156,3 +157,60 @@ async def test_feedback_body_is_bounded(urls: dict[str, str | None]) -> None:
         r = await client.post("/v1/feedback", content=big, headers=JSON)
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "request_too_large"
+
+
+SECRET = "sk-test-SECRET0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply("status", status=200, error={"message": f"bad key {SECRET}"}),
+        Reply("raw", text="{}"),
+        Reply("raw", text='{"choices": null, "detail": "' + SECRET + '"}'),
+        Reply("raw", text='{"choices": "nope"}'),
+    ],
+)
+async def test_a_200_without_choices_falls_back(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None], reply: Reply
+) -> None:
+    upstreams["small"].push(reply, reply)
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=_chat())
+        rows = gateway_of(app).ledger.rows()
+    assert r.status_code == 200
+    assert r.headers["x-mixroute-model"] == "medium"
+    assert r.json()["choices"][0]["message"]["content"] == "Answer from medium."
+    assert SECRET not in r.text
+    assert rows[0]["models_tried"] == "small,medium"
+
+
+async def test_a_200_without_choices_everywhere_is_503_without_the_key(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    bad = Reply("status", status=200, error={"message": f"bad key {SECRET}"})
+    for u in upstreams.values():
+        u.default = bad
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=_chat())
+    assert r.status_code == 503
+    assert SECRET not in r.text
+    assert r.json()["error"]["type"] == "server_error"
+
+
+async def test_an_upstream_lone_surrogate_is_served_escaped(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    upstreams["small"].push(Reply(text="a\ud800b"))
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=_chat())
+    assert r.status_code == 200
+    assert b"\\ud800" in r.content
+    assert json.loads(r.content)["choices"][0]["message"]["content"] == "a\ud800b"
+
+
+def _chat() -> dict[str, Any]:
+    return {"model": "small", "messages": [{"role": "user", "content": "hello"}]}

@@ -148,6 +148,23 @@ class OpenAIProvider:
     def parse_response(
         self, model: ModelConfig, kind: Kind, data: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Usage | None]:
+        if data.get("error") is not None:
+            # An error under HTTP 200: a failure of this model (retried, then
+            # the next candidate), and its text, which may quote a key, stays here.
+            raise UpstreamStatusError(
+                "The upstream answered HTTP 200 with an error object.",
+                model=model.name,
+                status=502,
+            )
+        choices = data.get("choices")
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not all(isinstance(c, Mapping) for c in choices)
+        ):
+            raise UpstreamProtocolError(
+                "The upstream answer has no 'choices' list.", model=model.name
+            )
         return dict(data), usage_from(data.get("usage"))
 
     def stream_translator(
