@@ -1,12 +1,13 @@
 """The response cache on the chat path: look up after the decision, store after
 a whole answer.
 
-``CacheStep.begin`` is called as soon as the body is parsed. When the last
-message is plain user text it starts embedding that text on the gateway's
-thread pool, beside classification, so the embedding is ready by the time the
-decision is. (A ``Classification`` does not carry an embedding: the
-classifier embeds only when its text stage is unsure, and then a shorter
-window, so the cache asks ``Classifier.embed`` once for the text it matches.)
+``CacheStep.begin`` is called as soon as the body is parsed. ``lookup`` tries
+the exact key first, with no vector: an exact hit costs a dictionary look-up.
+Only after an exact miss, and when the last message is plain user text, does it
+embed that text on the gateway's thread pool (``Classifier.embed``, the
+classifier's own encoder, no second model) and try similarity. (A
+``Classification`` does not carry an embedding: the classifier embeds only when
+its text stage is unsure, and then a shorter window.)
 
 ``lookup`` scopes the request by tenant (the client key id), the model that
 would answer first, and every parameter that changes the answer
@@ -70,6 +71,7 @@ class CacheStep:
         self.scope: CacheScope | None = None
         self.text = ""
         self._embedding: asyncio.Future[Any] | None = None
+        self._semantic = False
 
     @classmethod
     def begin(
@@ -88,12 +90,15 @@ class CacheStep:
         step = cls(gateway, cache, ctx, body)
         # The model is not known yet; the matched text does not depend on it.
         probe, step.text = chat_scope(step.tenant, "", body)
-        if probe.semantic:
-            loop = asyncio.get_running_loop()
-            step._embedding = loop.run_in_executor(
-                gateway.executor, gateway.classifier.embed, [step.text]
-            )
+        step._semantic = probe.semantic
         return step
+
+    def _start_embedding(self) -> None:
+        if self._semantic and self._embedding is None:
+            loop = asyncio.get_running_loop()
+            self._embedding = loop.run_in_executor(
+                self.gateway.executor, self.gateway.classifier.embed, [self.text]
+            )
 
     async def lookup(self) -> CachedAnswer | None:
         """The cached answer for this request's resolved model, or None."""
@@ -102,12 +107,15 @@ class CacheStep:
             return None
         model = ctx.candidates[0].name
         self.scope, self.text = chat_scope(self.tenant, model, self.body)
-        hit = await self.cache.lookup(
-            self.scope,
-            self.text,
-            await self._vector(),
-            route=ctx.decision.route,
-        )
+        route = ctx.decision.route
+        # An exact hit needs no vector, so the encoder runs only after an exact
+        # miss: a hit then costs a dictionary look-up, not an encoder pass.
+        hit = await self.cache.lookup(self.scope, self.text, None, route=route)
+        if hit is None and self._semantic:
+            self._start_embedding()
+            hit = await self.cache.lookup(
+                self.scope, self.text, await self._vector(), route=route
+            )
         self.gateway.obs.cache_lookup(hit is not None)
         if hit is None and self.cache.storable(self.scope) and ctx.stream:
             # Keep what the stream sends, to store it if it ends whole.
