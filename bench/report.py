@@ -485,6 +485,10 @@ same run are what count. Everything talks to 127.0.0.1 only.
     python -m bench.scaling                     # concurrency curve, RSS
     python -m bench.report                      # rewrite the summary only
 
+`python -m bench.overhead` (direct, bare proxy, mixroute named/auto, with its
+own checks and larger samples) is not part of `make bench`: the LiteLLM run
+above measures the same four targets, plus LiteLLM, in one run.
+
 Peers live in their own virtual envs under `.bench-venv/` (git-ignored),
 created on first use with pinned versions: `litellm[proxy]==1.106.12` (the
 newest release whose `[proxy]` extra installs from PyPI here: 1.108–1.110 pin
