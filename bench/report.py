@@ -99,7 +99,8 @@ def run_all(only: set[str]) -> dict[str, Any]:
     meta["run_seconds"] = round(time.monotonic() - started, 1)
     meta["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if not only:  # a partial run leaves the last full run's record alone
+        (RESULTS / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -403,7 +404,9 @@ def _scaling(r: dict[str, Any] | None) -> list[str]:
         "",
         *_table(["concurrency", "model", "req/s", "p50 ms", "p99 ms", "errors"], table),
         "",
-        f"RSS (MiB) by requests served (whole/stream, named/auto, c=32): {mem}. "
+        f"RSS of the idle gateway before any request: {r.get('rss_idle_mib')} "
+        "MiB. Then, after the curve above, by requests served (whole/stream, "
+        f"named/auto, c=32), in MiB: {mem}. "
         f"Growth after warm-up: {r.get('rss_growth_after_warmup_mib')} MiB "
         f"({r.get('memory_errors', 0)} errors).",
         "",

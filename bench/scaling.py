@@ -73,6 +73,7 @@ async def _run(port: int, up: int, pid: int, quick: bool) -> dict[str, Any]:
     await asyncio.to_thread(ov._wait_ready, f"http://127.0.0.1:{port}/readyz", 120)
     url = f"http://127.0.0.1:{port}{PATH}"
     scale = 0.25 if quick else 1.0
+    rss_idle = rss_mib(pid)
     await ov.load(url, "small", stream=False, concurrency=8, per_worker=20)
     curve = []
     for conc in LEVELS:
@@ -99,7 +100,12 @@ async def _run(port: int, up: int, pid: int, quick: bool) -> dict[str, Any]:
         errors += err
         memory.append({"requests": done, "rss_mib": rss_mib(pid)})
     print(f"RSS (MiB) by requests served: {memory}", flush=True)
-    return {"curve": curve, "memory": memory, "memory_errors": errors}
+    return {
+        "curve": curve,
+        "rss_idle_mib": rss_idle,
+        "memory": memory,
+        "memory_errors": errors,
+    }
 
 
 def _growth(memory: list[dict[str, Any]]) -> float | None:
