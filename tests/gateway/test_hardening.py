@@ -3,11 +3,14 @@ a 500, never a circuit opened by our own request (in-process, loopback fakes).""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
+import httpx
 import pytest
-from gateway_kit import FAST_RETRY, build, gateway_of, in_process, make_config
+from gateway_kit import FAST_RETRY, build, gateway_of, in_process, make_config, serve
 
 from fakes import FakeUpstream, Reply
 from mixroute.errors import UnsendableRequest
@@ -214,3 +217,35 @@ async def test_an_upstream_lone_surrogate_is_served_escaped(
 
 def _chat() -> dict[str, Any]:
     return {"model": "small", "messages": [{"role": "user", "content": "hello"}]}
+
+
+async def test_a_megabyte_prompt_does_not_stall_the_event_loop(
+    urls: dict[str, str | None],
+) -> None:
+    # The prompt does not fit any window whole, so the policy weighs trimming:
+    # its tokenizer passes (about a second each) must run off the event loop.
+    app = build(*make_config(urls, server={"max_body_bytes": 2_000_000}))
+    big = {
+        "model": "small",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "word " * 200_000},
+        ],
+    }
+    warm = {"model": "small", "messages": [{"role": "user", "content": "w " * 3000}]}
+    with serve(app) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            await client.post(CHAT, json=warm)  # loads the tokenizer
+            task = asyncio.ensure_future(client.post(CHAT, json=big))
+            worst = 0.0
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as probe:
+                for _ in range(500):
+                    if task.done():
+                        break
+                    started = time.perf_counter()
+                    assert (await probe.get("/healthz")).status_code == 200
+                    worst = max(worst, time.perf_counter() - started)
+                    await asyncio.sleep(0.02)
+            r = await task
+    assert r.status_code == 400  # context_length_exceeded, found off the loop
+    assert worst < 0.5, f"/healthz waited {worst:.2f} s"

@@ -175,11 +175,22 @@ class Gateway:
         e = self.engine
         return e is not None and e.config.policies.context.trim and bool(ctx.messages)
 
-    def _trim_floor(self, ctx: RequestContext, tokens: int) -> int:
-        # With trimming, a model only has to hold the latest turns.
+    async def _trim_floor(self, ctx: RequestContext, tokens: int) -> int:
+        # With trimming, a model only has to hold the latest turns. Tokenizing
+        # them is CPU work (about a second a megabyte): off the event loop.
         if self.engine is None or not self._trims(ctx):
             return tokens
-        return self.engine.min_prompt_tokens(ctx.messages or [])
+        return await self.off_loop(self.engine.min_prompt_tokens, ctx.messages or [])
+
+    async def prepared_body(
+        self, ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """``body_for``, off the event loop when it has to condense a history."""
+        if self.engine is None or ctx.decision is None:
+            return body
+        if self._fits_whole(ctx, model, body):
+            return self.body_for(ctx, model, body)
+        return await self.off_loop(self.body_for, ctx, model, body)
 
     def body_for(
         self, ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
@@ -228,7 +239,7 @@ class Gateway:
         if len(fits) < len(models):
             tokens = ctx.prompt_tokens or await self._count_prompt(ctx)
             ctx.prompt_tokens = tokens
-            floor = self._trim_floor(ctx, tokens)
+            floor = await self._trim_floor(ctx, tokens)
             fits = [m for m in models if floor + need <= m.context_window]
             if not fits:
                 window = max(m.context_window for m in models)
@@ -280,7 +291,7 @@ class Gateway:
                 req = provider.build_request(
                     model,
                     kind,
-                    self.body_for(ctx, model, body),
+                    await self.prepared_body(ctx, model, body),
                     stream=False,
                     api_key=key,
                 )

@@ -116,7 +116,7 @@ async def stream(
         key = gateway.pool.api_key(model.name)
         client.held = []
         try:
-            sent = gateway.body_for(ctx, model, body)
+            sent = await gateway.prepared_body(ctx, model, body)
             req = provider.build_request(model, kind, sent, stream=True, api_key=key)
             with gateway.obs.span("mixroute.upstream", {"model": model.name}):
                 resp = await gateway.pool.open_stream(model, req, headers)

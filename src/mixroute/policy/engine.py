@@ -188,7 +188,8 @@ class PolicyEngine:
                 order = _front(order, pinned)
 
         if not explicit:
-            order, skipped, trim = self._filter_capable(order, request)
+            floor = await self._floor(order, request)
+            order, skipped, trim = self._filter_capable(order, request, floor)
             if skipped:
                 rules.append(f"capability:skip={','.join(skipped)}")
             if trim:
@@ -321,8 +322,20 @@ class PolicyEngine:
                 return _front(order, m), first
         return order, None
 
+    async def _floor(self, order: list[str], req: PolicyRequest) -> int | None:
+        # The tokens left after the fullest trim, needed only when trimming is
+        # on and some candidate cannot hold the whole prompt; a long prompt is
+        # tokenized off the event loop (a megabyte takes about a second).
+        if not req.messages or not self.config.policies.context.trim:
+            return None
+        if all(fits(self._model(m), req.prompt_tokens, req.max_tokens) for m in order):
+            return None
+        if req.prompt_tokens > _INLINE_COUNT:
+            return await asyncio.to_thread(self.min_prompt_tokens, req.messages)
+        return self.min_prompt_tokens(req.messages)
+
     def _filter_capable(
-        self, order: list[str], req: PolicyRequest
+        self, order: list[str], req: PolicyRequest, floor: int | None
     ) -> tuple[list[str], list[str], bool]:
         able = [m for m in order if not lacks(self._model(m), req.needs)]
         skipped = [m for m in order if m not in able]
@@ -336,7 +349,6 @@ class PolicyEngine:
         roomy = [
             m for m in able if fits(self._model(m), req.prompt_tokens, req.max_tokens)
         ]
-        floor = self.min_prompt_tokens(req.messages) if req.messages else None
         tight = [m for m in able if m not in roomy]
         trim_ok = self.config.policies.context.trim
         if not trim_ok:
