@@ -249,3 +249,32 @@ async def test_a_megabyte_prompt_does_not_stall_the_event_loop(
             r = await task
     assert r.status_code == 400  # context_length_exceeded, found off the loop
     assert worst < 0.5, f"/healthz waited {worst:.2f} s"
+
+
+async def test_all_failed_names_no_model_and_passes_the_shortest_retry_after(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    for u, wait in zip(upstreams.values(), ("30", "20", "40"), strict=True):
+        u.default = Reply("status", status=429, retry_after=wait)
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=_chat())
+        s = await client.post(CHAT, json={**_chat(), "stream": True})
+    for resp in (r, s):
+        assert resp.status_code == 503
+        assert "x-mixroute-model" not in resp.headers
+        assert resp.headers["retry-after"] == "20"
+
+
+async def test_all_failed_without_429s_has_no_retry_after(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    upstreams["small"].default = Reply("status", status=429, retry_after="20")
+    upstreams["medium"].default = Reply("status", status=500)
+    upstreams["large"].default = Reply("status", status=500)
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=_chat())
+    assert r.status_code == 503
+    assert "x-mixroute-model" not in r.headers
+    assert "retry-after" not in r.headers

@@ -79,7 +79,9 @@ class RequestContext:
         """The ``x-mixroute-*`` and ``x-request-id`` headers for this request."""
         headers = [(b"x-request-id", self.request_id.encode())]
         d = self.decision
-        model = self.model or (d.model if d else None)
+        # No model answered once candidates were tried: name none (not the plan).
+        planned = d.model if d and not self.models_tried else None
+        model = self.model or planned
         if model:
             headers.append((b"x-mixroute-model", model.encode()))
         if d is not None:

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from mixroute.upstream.pool import dumps
 
 from .caching import CacheStep
 from .context import CLIENT_CLOSED, SERVER_STOPPED, RequestContext, new_request_id
-from .gateway import Gateway
+from .gateway import AllCandidatesFailed, Gateway
 from .streaming import stream
 from .wire import (
     ChatRequest,
@@ -90,7 +91,9 @@ class CompletionEndpoint:
         except UpstreamError as exc:
             log.error("request %s failed: %s", ctx.request_id, exc.message)
             payload = error_body(exc.message, "server_error", "upstream_unavailable")
-            await self._fail(ctx, send, 503, payload, None, exc.message)
+            wait = exc.retry_after if isinstance(exc, AllCandidatesFailed) else None
+            extra = None if wait is None else {"retry-after": str(math.ceil(wait))}
+            await self._fail(ctx, send, 503, payload, extra, exc.message)
         except Exception:
             log.exception("request %s failed unexpectedly", ctx.request_id)
             payload = error_body("The server had an internal error.", "server_error")

@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 from mixroute.cache.response import ResponseCache
 from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
-from mixroute.errors import ClientError, UnsendableRequest, UpstreamError
+from mixroute.errors import (
+    ClientError,
+    UnsendableRequest,
+    UpstreamError,
+    UpstreamStatusError,
+)
 from mixroute.obs import Observer, access_fields
 from mixroute.policy.decision import RoutingDecision, SeedPolicy
 from mixroute.policy.engine import PolicyEngine
@@ -49,6 +54,27 @@ class AllCandidatesFailed(UpstreamError):
 
     reason = "all_failed"
     retryable = False
+    #: The shortest Retry-After when every candidate answered 429 with one.
+    retry_after: float | None = None
+
+
+def all_failed(failures: list[str], waits: list[float | None]) -> AllCandidatesFailed:
+    """The error once every candidate failed; ``waits`` holds each failure's
+    Retry-After (None unless a 429 named one)."""
+    exc = AllCandidatesFailed(
+        "Every candidate model failed: " + "; ".join(failures) + "."
+    )
+    known = [w for w in waits if w is not None]
+    if known and len(known) == len(waits):
+        exc.retry_after = min(known)
+    return exc
+
+
+def wait_of(exc: UpstreamError) -> float | None:
+    """The Retry-After of a 429, else None."""
+    if isinstance(exc, UpstreamStatusError) and exc.status == 429:
+        return exc.retry_after
+    return None
 
 
 class Gateway:
@@ -283,6 +309,7 @@ class Gateway:
     ) -> dict[str, Any]:
         """A whole answer from the first candidate that gives one."""
         failures: list[str] = []
+        waits: list[float | None] = []
         for model in ctx.candidates:
             ctx.models_tried.append(model.name)
             provider = get_provider(model.provider)
@@ -304,19 +331,19 @@ class Gateway:
                 raise  # the same body fails for every model
             except ClientError as exc:
                 failures.append(f"{model.name} ({exc.message})")
+                waits.append(None)
                 continue
             except UpstreamError as exc:
                 if is_client_fault(exc):
                     raise self.client_fault(model, exc, key) from None
                 failures.append(f"{model.name} ({exc.reason})")
+                waits.append(wait_of(exc))
                 self._warn_fallback(ctx, model, exc)
                 continue
             ctx.model = model.name
             ctx.usage = usage
             return response
-        raise AllCandidatesFailed(
-            "Every candidate model failed: " + "; ".join(failures) + "."
-        )
+        raise all_failed(failures, waits)
 
     def client_fault(
         self, model: ModelConfig, exc: UpstreamError, key: str | None

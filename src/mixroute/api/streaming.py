@@ -21,7 +21,7 @@ from mixroute.upstream.pool import dumps, is_client_fault
 from mixroute.upstream.sse import SSEDecoder
 
 from .context import RequestContext
-from .gateway import AllCandidatesFailed, Gateway
+from .gateway import Gateway, all_failed, wait_of
 from .wire import Send, error_body
 
 log = logging.getLogger("mixroute")
@@ -110,6 +110,7 @@ async def stream(
     """Answer ``body`` as SSE on ``send``, falling back while that is silent."""
     client = _Client(ctx, send, include_usage)
     failures: list[str] = []
+    waits: list[float | None] = []
     for model in ctx.candidates:
         ctx.models_tried.append(model.name)
         provider = get_provider(model.provider)
@@ -124,11 +125,13 @@ async def stream(
             raise  # the same body fails for every model
         except ClientError as exc:
             failures.append(f"{model.name} ({exc.message})")
+            waits.append(None)
             continue
         except UpstreamError as exc:
             if is_client_fault(exc):
                 raise gateway.client_fault(model, exc, key) from None
             failures.append(f"{model.name} ({exc.reason})")
+            waits.append(wait_of(exc))
             gateway._warn_fallback(ctx, model, exc)
             continue
 
@@ -163,6 +166,7 @@ async def stream(
             ctx.model = None
             ctx.output_chars = 0
             failures.append(f"{model.name} ({exc.reason})")
+            waits.append(None)
             gateway._warn_fallback(ctx, model, exc)
             continue
         finally:
@@ -175,9 +179,7 @@ async def stream(
         await client.commit()
         await client.end(DONE)
         return
-    raise AllCandidatesFailed(
-        "Every candidate model failed: " + "; ".join(failures) + "."
-    )
+    raise all_failed(failures, waits)
 
 
 async def _relay(
