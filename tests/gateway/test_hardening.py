@@ -278,3 +278,16 @@ async def test_all_failed_without_429s_has_no_retry_after(
     assert r.status_code == 503
     assert "x-mixroute-model" not in r.headers
     assert "retry-after" not in r.headers
+
+
+async def test_an_unknown_dashboard_asset_is_an_openai_shaped_404(
+    urls: dict[str, str | None],
+) -> None:
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.get("/dashboard/nope.js")
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error"
+    assert {"message", "type", "param", "code"} <= set(err)
+    assert "/dashboard/nope.js" in err["message"]

@@ -62,7 +62,13 @@ def obs_routes(gateway: Gateway) -> list[Route]:
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in _ASSETS:
-            return JSONResponse({"error": {"message": "Not found."}}, 404)
+            err = {
+                "message": f"There is no endpoint at {request.url.path}.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+            return JSONResponse({"error": err}, 404)
         return Response(_asset(name), media_type=_ASSETS[name])
 
     async def data(request: Request) -> Response:
