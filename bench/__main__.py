@@ -1,7 +1,9 @@
-"""Run every ``bench/*.py`` module that defines ``main()``, one after another.
+"""``python -m bench``: the whole suite, as ``make bench`` runs it.
 
-``python -m bench`` runs them all; ``python -m bench NAME ...`` runs the named
-ones only. A failing benchmark is reported and the others still run.
+With no arguments this is ``python -m bench.report --run``: every benchmark in
+a fixed order, each in its own process under a time cap, then the summary and
+BENCHMARKS.md. ``python -m bench NAME ...`` runs the named benchmark modules'
+``main()`` in this process instead (e.g. ``python -m bench classify cache``).
 """
 
 from __future__ import annotations
@@ -9,22 +11,25 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from pathlib import Path
 
 
 def main() -> int:
-    here = Path(__file__).parent
-    wanted = set(sys.argv[1:])
+    names = sys.argv[1:]
+    if not names:
+        from bench import report
+
+        report.main(["--run"])
+        return 0
     failed = 0
-    for path in sorted(here.glob("*.py")):
-        name = path.stem
-        if name.startswith("_") or (wanted and name not in wanted):
-            continue
+    for name in names:
         module = importlib.import_module(f"bench.{name}")
         entry = getattr(module, "main", None)
         if not callable(entry):
+            print(f"bench.{name} has no main()", file=sys.stderr)
+            failed += 1
             continue
         print(f"== bench.{name}", flush=True)
+        sys.argv = [f"bench.{name}"]
         try:
             entry()
         except SystemExit as exc:
