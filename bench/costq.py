@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "train":
         train(args.dev, BUILTIN_PATH)
         return
+    if not args.holdout.exists():
+        # ../shared is on the project's machines and in CI, not on users'.
+        print(f"skipped: {args.holdout} is not here (../shared/eval is absent)")
+        return
     report = measure(args.holdout)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
