@@ -291,3 +291,15 @@ async def test_an_unknown_dashboard_asset_is_an_openai_shaped_404(
     assert err["type"] == "invalid_request_error"
     assert {"message", "type", "param", "code"} <= set(err)
     assert "/dashboard/nope.js" in err["message"]
+
+
+async def test_an_upstream_lone_surrogate_in_a_stream_is_served_escaped(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None]
+) -> None:
+    upstreams["small"].push(Reply(text="a\ud800b", chunks=1))
+    app = build(*make_config(urls))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json={**_chat(), "stream": True})
+    assert r.status_code == 200
+    assert b"\\ud800" in r.content
+    assert r.content.rstrip().endswith(b"data: [DONE]")
