@@ -241,12 +241,22 @@ def test_route_in_a_fresh_process_exits_cleanly_on_onnx() -> None:
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "mixroute.cli", "route", "", "--json"],
+        [sys.executable, "-m", "mixroute.cli", "route", "hi", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     decision = json.loads(out.stdout)
-    assert decision["rule"] == "default:low-confidence"
+    assert decision["model"] in {"small", "medium", "large"}
     assert decision["backend"] == "onnx"
+
+    empty = subprocess.run(
+        [sys.executable, "-m", "mixroute.cli", "route", "", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert empty.returncode == 1
+    assert "the prompt is empty" in empty.stderr
+    assert "Traceback" not in empty.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,15 @@ def test_dashboard_in_chromium(
     with serve(app) as url:
         _burst(f"{url}/v1", fakes)
         gw: Gateway = app.state.gateway
-        gw.ledger.flush()
-        want = _ledger(ledger_path)
+        # A streamed request's row is queued just after its client has read the
+        # last chunk, so wait (bounded) for the server to queue all nine.
+        deadline = time.monotonic() + 10.0
+        while True:
+            gw.ledger.flush()
+            want = _ledger(ledger_path)
+            if want["n"] >= 9 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert want["n"] == 9
 
         errors: list[str] = []
