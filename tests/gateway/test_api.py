@@ -307,3 +307,23 @@ async def test_secrets_are_not_forwarded_or_leaked(
     for text in (ok.text, bad.text, str(dict(ok.headers)), caplog.text):
         assert "sk-provider-secret-123" not in text
         assert "client-key" not in text
+
+
+async def test_an_unconfigured_pick_is_skipped_and_the_rule_says_so(
+    upstreams, urls
+) -> None:
+    partial = {**urls, "medium": None}  # medium has no endpoint
+    app = build(*make_config(partial))
+    async with in_process(app) as client:
+        r = await client.post(CHAT, json=chat("medium"))
+        ok = await client.post(CHAT, json=chat("small"))
+        rows = gateway_of(app).ledger.rows()
+    assert r.status_code == 200
+    assert r.headers["x-mixroute-model"] == "large"
+    assert r.headers["x-mixroute-rule"] == "explicit:model>skip:unconfigured=medium"
+    assert ok.headers["x-mixroute-rule"] == "explicit:model"
+    assert {row["rule"] for row in rows} == {
+        "explicit:model>skip:unconfigured=medium",
+        "explicit:model",
+    }
+    assert not upstreams["medium"].received

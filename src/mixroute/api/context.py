@@ -58,6 +58,8 @@ class RequestContext:
     prompt_text: str | None = None
     body_size: int = 0
     context_trimmed: bool = False
+    # Candidates ahead of the first usable one that have no endpoint configured.
+    skipped_unconfigured: list[str] = field(default_factory=list)
     # Answered from the response cache (no upstream call, no cost).
     cache_hit: bool = False
     # Chunks a stream sent, kept when the answer may be stored in the cache.
@@ -69,6 +71,16 @@ class RequestContext:
     def mark_first_token(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = self.elapsed_ms()
+
+    @property
+    def rule(self) -> str | None:
+        """The decision's rule, plus any step the gateway took after it."""
+        if self.decision is None:
+            return None
+        if self.skipped_unconfigured:
+            names = ",".join(self.skipped_unconfigured)
+            return f"{self.decision.rule}>skip:unconfigured={names}"
+        return self.decision.rule
 
     @property
     def fallbacks(self) -> int:
@@ -94,7 +106,7 @@ class RequestContext:
             headers.append((b"x-mixroute-fallbacks", str(self.fallbacks).encode()))
             hit = b"hit" if self.cache_hit else b"miss"
             headers.append((b"x-mixroute-cache", hit))
-            headers.append((b"x-mixroute-rule", d.rule.encode()))
+            headers.append((b"x-mixroute-rule", (self.rule or d.rule).encode()))
             if self.context_trimmed:
                 headers.append((b"x-mixroute-context", b"trimmed"))
         return headers
@@ -114,7 +126,7 @@ class RequestContext:
             key=self.key,
             route=d.route if d else None,
             confidence=d.confidence if d else None,
-            rule=d.rule if d else None,
+            rule=self.rule,
             model=self.model,
             models_tried=",".join(self.models_tried),
             status=self.status,

@@ -278,6 +278,11 @@ class Gateway:
                     param="messages",
                 )
         ready = [m for m in fits if m.configured]
+        if ready:
+            # Say so when the router's pick had no endpoint and a later
+            # candidate answers instead.
+            first = fits.index(ready[0])
+            ctx.skipped_unconfigured = [m.name for m in fits[:first]]
         if not ready:
             raise ClientError(
                 "No upstream is configured for the models this request may use "
