@@ -241,6 +241,7 @@ async def test_no_upstream_configured_names_the_variables() -> None:
         r = await client.post(CHAT, json=chat(text="hello"))
         c = await client.post("/v1/classify", json={"prompt": "solve x"})
     assert r.status_code == 503
+    assert r.headers["x-should-retry"] == "false"
     msg = r.json()["error"]["message"]
     assert "TEST_LARGE_URL" in msg and "TEST_LARGE_KEY" in msg
     assert c.status_code == 200

@@ -290,6 +290,9 @@ class Gateway:
                 status=503,
                 code="upstream_not_configured",
                 type="server_error",
+                # Retrying cannot help until the operator sets the variables;
+                # the openai SDKs honour this header.
+                headers={"x-should-retry": "false"},
             )
         return ready
 
