@@ -23,6 +23,7 @@ from mixroute.classify.base import Classification, Classifier
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import (
     ClientError,
+    MixrouteError,
     UnsendableRequest,
     UpstreamError,
     UpstreamStatusError,
@@ -58,23 +59,58 @@ class AllCandidatesFailed(UpstreamError):
     retry_after: float | None = None
 
 
-def all_failed(failures: list[str], waits: list[float | None]) -> AllCandidatesFailed:
-    """The error once every candidate failed; ``waits`` holds each failure's
-    Retry-After (None unless a 429 named one)."""
-    exc = AllCandidatesFailed(
-        "Every candidate model failed: " + "; ".join(failures) + "."
-    )
-    known = [w for w in waits if w is not None]
-    if known and len(known) == len(waits):
-        exc.retry_after = min(known)
-    return exc
-
-
 def wait_of(exc: UpstreamError) -> float | None:
     """The Retry-After of a 429, else None."""
     if isinstance(exc, UpstreamStatusError) and exc.status == 429:
         return exc.retry_after
     return None
+
+
+class Attempts:
+    """The candidates a request tried and why each failed: one place decides
+    whether a failure falls back, goes back to the client, or ends the request,
+    for whole answers and streams alike."""
+
+    def __init__(self, gateway: Gateway, ctx: RequestContext) -> None:
+        self.gateway = gateway
+        self.ctx = ctx
+        self.failures: list[str] = []
+        # Each failure's Retry-After (None unless a 429 named one).
+        self.waits: list[float | None] = []
+
+    def failed(
+        self,
+        model: ModelConfig,
+        exc: MixrouteError,
+        key: str | None,
+        *,
+        mid_stream: bool = False,
+    ) -> None:
+        """Record ``exc`` from ``model`` so the next candidate can try, or
+        raise when no other candidate could do better."""
+        if isinstance(exc, UnsendableRequest):
+            raise exc  # the same body fails for every model
+        if isinstance(exc, ClientError):
+            # This provider cannot express the request; another may.
+            self.failures.append(f"{model.name} ({exc.message})")
+            self.waits.append(None)
+            return
+        assert isinstance(exc, UpstreamError)
+        if not mid_stream and is_client_fault(exc):
+            raise self.gateway.client_fault(model, exc, key) from None
+        self.failures.append(f"{model.name} ({exc.reason})")
+        self.waits.append(None if mid_stream else wait_of(exc))
+        self.gateway._warn_fallback(self.ctx, model, exc)
+
+    def exhausted(self) -> AllCandidatesFailed:
+        """The error once every candidate failed."""
+        exc = AllCandidatesFailed(
+            "Every candidate model failed: " + "; ".join(self.failures) + "."
+        )
+        known = [w for w in self.waits if w is not None]
+        if known and len(known) == len(self.waits):
+            exc.retry_after = min(known)
+        return exc
 
 
 class Gateway:
@@ -316,8 +352,7 @@ class Gateway:
         headers: Mapping[str, str],
     ) -> dict[str, Any]:
         """A whole answer from the first candidate that gives one."""
-        failures: list[str] = []
-        waits: list[float | None] = []
+        attempts = Attempts(self, ctx)
         for model in ctx.candidates:
             ctx.models_tried.append(model.name)
             provider = get_provider(model.provider)
@@ -335,23 +370,13 @@ class Gateway:
                 if not isinstance(data, Mapping):
                     raise UpstreamError("The upstream answer is not an object.")
                 response, usage = provider.parse_response(model, kind, data)
-            except UnsendableRequest:
-                raise  # the same body fails for every model
-            except ClientError as exc:
-                failures.append(f"{model.name} ({exc.message})")
-                waits.append(None)
-                continue
-            except UpstreamError as exc:
-                if is_client_fault(exc):
-                    raise self.client_fault(model, exc, key) from None
-                failures.append(f"{model.name} ({exc.reason})")
-                waits.append(wait_of(exc))
-                self._warn_fallback(ctx, model, exc)
+            except (ClientError, UpstreamError) as exc:
+                attempts.failed(model, exc, key)
                 continue
             ctx.model = model.name
             ctx.usage = usage
             return response
-        raise all_failed(failures, waits)
+        raise attempts.exhausted()
 
     def client_fault(
         self, model: ModelConfig, exc: UpstreamError, key: str | None

@@ -13,15 +13,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mixroute.errors import ClientError, UnsendableRequest, UpstreamError
+from mixroute.errors import ClientError, UpstreamError
 from mixroute.providers import get_provider
 from mixroute.providers.base import Kind, StreamTranslator
 from mixroute.providers.openai import OpenAIStreamTranslator
-from mixroute.upstream.pool import dumps, is_client_fault
+from mixroute.upstream.pool import dumps
 from mixroute.upstream.sse import SSEDecoder
 
 from .context import RequestContext
-from .gateway import Gateway, all_failed, wait_of
+from .gateway import Attempts, Gateway
 from .wire import Send, error_body
 
 log = logging.getLogger("mixroute")
@@ -109,8 +109,7 @@ async def stream(
 ) -> None:
     """Answer ``body`` as SSE on ``send``, falling back while that is silent."""
     client = _Client(ctx, send, include_usage)
-    failures: list[str] = []
-    waits: list[float | None] = []
+    attempts = Attempts(gateway, ctx)
     for model in ctx.candidates:
         ctx.models_tried.append(model.name)
         provider = get_provider(model.provider)
@@ -121,18 +120,8 @@ async def stream(
             req = provider.build_request(model, kind, sent, stream=True, api_key=key)
             with gateway.obs.span("mixroute.upstream", {"model": model.name}):
                 resp = await gateway.pool.open_stream(model, req, headers)
-        except UnsendableRequest:
-            raise  # the same body fails for every model
-        except ClientError as exc:
-            failures.append(f"{model.name} ({exc.message})")
-            waits.append(None)
-            continue
-        except UpstreamError as exc:
-            if is_client_fault(exc):
-                raise gateway.client_fault(model, exc, key) from None
-            failures.append(f"{model.name} ({exc.reason})")
-            waits.append(wait_of(exc))
-            gateway._warn_fallback(ctx, model, exc)
+        except (ClientError, UpstreamError) as exc:
+            attempts.failed(model, exc, key)
             continue
 
         ctx.model = model.name
@@ -165,9 +154,7 @@ async def stream(
                 return
             ctx.model = None
             ctx.output_chars = 0
-            failures.append(f"{model.name} ({exc.reason})")
-            waits.append(None)
-            gateway._warn_fallback(ctx, model, exc)
+            attempts.failed(model, exc, key, mid_stream=True)
             continue
         finally:
             ctx.usage = translator.state.usage or ctx.usage
@@ -179,7 +166,7 @@ async def stream(
         await client.commit()
         await client.end(DONE)
         return
-    raise all_failed(failures, waits)
+    raise attempts.exhausted()
 
 
 async def _relay(
