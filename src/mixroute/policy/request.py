@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,6 @@ class PolicyRequest:
     key_id: str | None = None
     user: str | None = None
     session_id: str | None = None
-    conversation: str | None = None
     needs: Needs = field(default_factory=Needs)
     prompt_tokens: int = 0
     #: False when ``prompt_tokens`` is ``from_body``'s upper bound (characters
@@ -57,6 +57,13 @@ class PolicyRequest:
         if self.user:
             return f"{self.key_id or '-'}/{self.user}"
         return self.key_id
+
+    @functools.cached_property
+    def conversation(self) -> str | None:
+        """The conversation's id (``conversation_hash``), computed on first use:
+        only session pins keyed by ``user`` need it, so most requests never
+        hash their messages."""
+        return conversation_hash(self.messages)
 
     def exact(self) -> PolicyRequest:
         """This request with ``prompt_tokens`` counted by the tokenizer
@@ -92,7 +99,6 @@ class PolicyRequest:
             key_id=key_id,
             user=user if isinstance(user, str) and user else None,
             session_id=session_id,
-            conversation=conversation_hash(messages),
             needs=Needs(
                 vision=_has_images(messages),
                 tools=bool(body.get("tools") or body.get("functions")),
