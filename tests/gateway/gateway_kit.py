@@ -5,18 +5,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 
@@ -26,6 +21,7 @@ from mixroute.api.gateway import Gateway
 from mixroute.config import parse_config
 from mixroute.config.schema import MixrouteConfig
 from mixroute.upstream.pool import RetryPolicy
+from servers import in_process, serve_url
 
 FAST_RETRY = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05, retry_after_cap_s=1.0)
 
@@ -97,17 +93,6 @@ def gateway_of(app: Starlette) -> Gateway:
     return gw
 
 
-@asynccontextmanager
-async def in_process(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """The app through ``httpx.ASGITransport``, with its lifespan run."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://mixroute.test"
-        ) as client:
-            yield client
-
-
 @dataclass
 class Served:
     app: Starlette
@@ -121,34 +106,8 @@ class Served:
 @contextmanager
 def serve(app: Starlette) -> Iterator[Served]:
     """The real server: uvicorn on a free loopback port, in a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        loop="asyncio",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    try:
-        yield Served(app, f"http://127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_url(app) as url:
+        yield Served(app, url)
 
 
 def wait_rows(app: Starlette, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
@@ -160,3 +119,6 @@ def wait_rows(app: Starlette, count: int, timeout: float = 3.0) -> list[dict[str
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.02)
+
+
+__all__ = ["build", "gateway_of", "in_process", "make_config", "serve", "wait_rows"]

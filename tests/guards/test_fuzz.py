@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
 from mixroute.config import parse_config
+from servers import in_process
 
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 PATHS = (*COMPLETION_PATHS, "/v1/classify", "/v1/feedback", "/v1/models", "/v1/x")
@@ -116,28 +116,24 @@ def test_random_bodies_never_cause_a_5xx_or_a_lost_ledger_row(
     )
 
     async def run() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://mixroute.test", timeout=10
-            ) as client:
-                for path, body in requests:
-                    method = "GET" if path == "/v1/models" else "POST"
-                    r = await asyncio.wait_for(
-                        client.request(method, path, content=body), 10
-                    )
-                    assert r.status_code < 500, (path, body, r.text)
-                    if r.status_code >= 400:
-                        assert set(r.json()["error"]) >= {"message", "type"}
-                # Still serving after the noise.
-                ok = await client.post(
-                    "/v1/chat/completions",
-                    json={
-                        "model": "auto",
-                        "messages": [{"role": "user", "content": "hi"}],
-                    },
+        async with in_process(app, timeout=10) as client:
+            for path, body in requests:
+                method = "GET" if path == "/v1/models" else "POST"
+                r = await asyncio.wait_for(
+                    client.request(method, path, content=body), 10
                 )
-                assert ok.status_code == 200
+                assert r.status_code < 500, (path, body, r.text)
+                if r.status_code >= 400:
+                    assert set(r.json()["error"]) >= {"message", "type"}
+            # Still serving after the noise.
+            ok = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            assert ok.status_code == 200
 
     asyncio.run(run())
     expected = sum(p in COMPLETION_PATHS for p, _ in requests) + 1

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
 from mixroute.config import parse_config
+from servers import in_process
 
 CHAT = "/v1/chat/completions"
 BODIES = [
@@ -54,29 +54,25 @@ async def test_hostile_json_is_400_behind_the_guards(
     app = create_app(
         _config(ledger, upstream.base_url), classifier=StubClassifier(("chat",))
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://mixroute.test"
-        ) as client:
-            for _ in range(2):
-                for body in BODIES:
-                    r = await client.post(CHAT, content=body)
-                    assert r.status_code == 400, (body[:80], r.text)
-                    assert r.json()["error"]["code"] in (
-                        "invalid_encoding",
-                        "invalid_json",
-                    )
-            assert not upstream.received
-            assert app.state.gateway.pool.breakers["cloud"].state == "closed"
-            ok = await client.post(
-                CHAT,
-                json={
-                    "model": "cloud",
-                    "messages": [{"role": "user", "content": "hi"}],
-                },
-            )
-            assert ok.status_code == 200
+    async with in_process(app) as client:
+        for _ in range(2):
+            for body in BODIES:
+                r = await client.post(CHAT, content=body)
+                assert r.status_code == 400, (body[:80], r.text)
+                assert r.json()["error"]["code"] in (
+                    "invalid_encoding",
+                    "invalid_json",
+                )
+        assert not upstream.received
+        assert app.state.gateway.pool.breakers["cloud"].state == "closed"
+        ok = await client.post(
+            CHAT,
+            json={
+                "model": "cloud",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        assert ok.status_code == 200
     db = sqlite3.connect(ledger)
     try:
         (rows,) = db.execute("SELECT COUNT(*) FROM usage").fetchone()

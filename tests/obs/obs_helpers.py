@@ -3,16 +3,11 @@ server (uvicorn on a free port in a thread), the app in-process."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 
@@ -21,6 +16,7 @@ from mixroute.api.app import create_app
 from mixroute.config import parse_config
 from mixroute.config.schema import MixrouteConfig
 from mixroute.upstream.pool import RetryPolicy
+from servers import in_process, serve_url
 
 FAST_RETRY = RetryPolicy(base_delay_s=0.01, max_delay_s=0.05, retry_after_cap_s=1.0)
 PRICES = {"small": (0.1, 0.2), "medium": (1.0, 2.0), "large": (10.0, 20.0)}
@@ -65,45 +61,11 @@ def build_app(config: MixrouteConfig) -> Starlette:
     return create_app(config, classifier=StubClassifier(), retry=FAST_RETRY)
 
 
-@asynccontextmanager
-async def in_process(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """The app through ``httpx.ASGITransport``, with its lifespan run."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://mixroute.test"
-        ) as client:
-            yield client
-
-
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """The real server on a free loopback port; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        loop="asyncio",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    for _ in range(1000):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "the server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_url(app) as url:
+        yield url
+
+
+__all__ = ["build_app", "in_process", "obs_config", "serve"]

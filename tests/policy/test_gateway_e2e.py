@@ -6,11 +6,10 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import uvicorn
@@ -23,6 +22,7 @@ from mixroute.api.gateway import Gateway
 from mixroute.config import parse_config
 from mixroute.policy import FakeClock, MemoryPolicyStore, PolicyEngine
 from mixroute.upstream.pool import RetryPolicy
+from servers import in_process
 
 CHAT = "/v1/chat/completions"
 FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.02, retry_after_cap_s=0.1)
@@ -83,16 +83,6 @@ def _app(config: Any, clock: FakeClock) -> tuple[Starlette, Gateway, PolicyEngin
     return create_app(config, gateway=gw), gw, engine
 
 
-@asynccontextmanager
-async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://mixroute.test"
-        ) as c:
-            yield c
-
-
 async def _recorded(gw: Gateway) -> None:
     """Wait until the outcomes of finished requests reached the engine."""
     while gw._policy_tasks:
@@ -113,7 +103,7 @@ async def test_rule_header_and_cost_quality(
 ) -> None:
     # The stub classifier gives "solve" prompts hard_probability 0.2.
     app, _, _ = _app(_config(fakes, cost_quality=0.5), clock)
-    async with _client(app) as c:
+    async with in_process(app) as c:
         r = await c.post(CHAT, json=_chat("solve x + 1 = 2"))
     assert r.status_code == 200
     assert r.headers["x-mixroute-model"] == "small"
@@ -129,7 +119,7 @@ async def test_budget_for_two_admits_two_of_ten(
     # settled cost never frees room for a third request.
     budget = {"name": "daily", "scope": "key", "limit_usd": 0.0005, "step_down_at": 1.0}
     app, gw, _ = _app(_config(fakes, budgets=[budget]), clock)
-    async with _client(app) as c:
+    async with in_process(app) as c:
         body = {
             "model": "large",
             "max_tokens": 7,
@@ -152,7 +142,7 @@ async def test_session_pin_failover_and_health(
     cfg = _config(fakes, cost_quality=0.5, health=health)
     app, gw, _ = _app(cfg, clock)
     session = {"x-session-id": "conv-1"}
-    async with _client(app) as c:
+    async with in_process(app) as c:
         first = await c.post(CHAT, json=_chat("solve it"), headers=session)
         await _recorded(gw)
         assert first.headers["x-mixroute-model"] == "small"
@@ -208,7 +198,7 @@ async def test_ab_split_halts_on_candidate_errors(
         {"name": "chat", "candidates": ["small"]},
     ]
     app, gw, engine = _app(_config(fakes, ab_tests=[ab], routes=routes), clock)
-    async with _client(app) as c:
+    async with in_process(app) as c:
         ok = await c.post(CHAT, json=_chat("solve a", user="u1"))
         assert ok.headers["x-mixroute-rule"] == "route:confident>ab:next:candidate"
         assert fakes["medium"].received[-1].body["model"] == "up-medium-next"
@@ -231,7 +221,7 @@ async def test_feedback_steers_a_user_and_is_scoped(
     prefs = {"min_ratings": 2, "max_cost_factor": 10}
     fb = {"refresh_s": 0}  # learned scores refresh before every decision
     app, gw, _ = _app(_config(fakes, preferences=prefs, feedback=fb), clock)
-    async with _client(app) as c:
+    async with in_process(app) as c:
         ids = []
         for i in range(2):
             r = await c.post(
@@ -279,7 +269,7 @@ async def test_context_trim_and_reasoning_params(
             {"role": "assistant", "content": f"answer {i}"},
         ]
     history.append({"role": "user", "content": "solve the last one"})
-    async with _client(app) as c:
+    async with in_process(app) as c:
         r = await c.post(
             CHAT, json={"model": "auto", "messages": history, "max_tokens": 50}
         )
@@ -352,7 +342,7 @@ async def test_streamed_answers_carry_the_rule_and_feed_the_pin(
     ]
     app, gw, _ = _app(_config(fakes, routes=routes), clock)
     session = {"x-session-id": "stream-1"}
-    async with _client(app) as c:
+    async with in_process(app) as c:
         async with c.stream(
             "POST", CHAT, json=_chat("solve q", stream=True), headers=session
         ) as r:

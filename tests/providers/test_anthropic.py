@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +12,6 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-import uvicorn
 import yaml
 from aiohttp import web
 from hypothesis import given, settings
@@ -37,6 +33,7 @@ from mixroute.errors import (
 )
 from mixroute.providers.anthropic import AnthropicProvider, AnthropicStreamTranslator
 from mixroute.providers.base import Kind, Provider, StreamTranslator
+from servers import serve_url
 
 PNG_B64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAcCBl"
@@ -1327,27 +1324,9 @@ def gateway_app(base_url: str, ledger: str) -> Starlette:
 
 @contextmanager
 def serve(app: Starlette) -> Iterator[str]:
-    """The gateway under uvicorn on a free loopback port, in its own thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, loop="asyncio", log_config=None, access_log=False)
-    )
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    """The gateway under uvicorn on a free loopback port; yields its /v1 URL."""
+    with serve_url(app) as url:
+        yield f"{url}/v1"
 
 
 async def test_openai_sdk_through_the_gateway_to_anthropic(
