@@ -22,6 +22,7 @@ from .context import CLIENT_CLOSED, SERVER_STOPPED, RequestContext, new_request_
 from .gateway import AllCandidatesFailed, Gateway
 from .streaming import stream
 from .wire import (
+    BODY_SCOPE_KEY,
     ChatRequest,
     ClassifyRequest,
     ClientGone,
@@ -65,13 +66,16 @@ class CompletionEndpoint:
         watcher: asyncio.Task[None] | None = None
         gone = False
         try:
-            body = await read_body(
-                scope, receive, self.gateway.config.server.max_body_bytes
-            )
+            read = scope.get(BODY_SCOPE_KEY)
+            if read is not None:
+                body, data = read
+            else:
+                limit = self.gateway.config.server.max_body_bytes
+                body, data = await read_body(scope, receive, limit), None
             watcher = asyncio.ensure_future(_watch(receive, task, ctx))
             attrs = {"mixroute.request_id": ctx.request_id, "mixroute.kind": self.kind}
             with self.gateway.obs.span("mixroute.request", attrs):
-                await self._serve(ctx, scope, body, send)
+                await self._serve(ctx, scope, body, data, send)
         except ClientGone:
             gone = True
         except asyncio.CancelledError:
@@ -107,11 +111,16 @@ class CompletionEndpoint:
             self.gateway.account(ctx)
 
     async def _serve(
-        self, ctx: RequestContext, scope: Scope, body: bytes, send: Send
+        self,
+        ctx: RequestContext,
+        scope: Scope,
+        body: bytes,
+        parsed: dict[str, Any] | None,
+        send: Send,
     ) -> None:
         gw = self.gateway
         ctx.body_size = len(body)
-        data = parse_json(body)
+        data = parsed if parsed is not None else parse_json(body)
         model = data.get("model")
         messages = data.get("messages")
         pending = None

@@ -91,6 +91,12 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+#: Where a layer in front (the guards) leaves ``(raw body, parsed JSON object or
+#: None)`` after reading the body, so the endpoint neither reads nor parses it
+#: again.
+BODY_SCOPE_KEY = "mixroute.body"
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body; 413 as soon as it passes ``limit`` bytes."""
     declared = header(scope, b"content-length")

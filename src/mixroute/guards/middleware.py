@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mixroute.api.wire import loads_checked
+from mixroute.api.wire import BODY_SCOPE_KEY, parse_json
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.guards.pii import StreamRestorer
@@ -133,15 +133,16 @@ class GuardMiddleware:
                 self.guards.check({}, int(str(exc)))
                 raise
             try:
-                # Also refuses deep nesting and lone surrogates (no UTF-8 form).
-                body = loads_checked(raw)
+                # The gateway's own parser: strict UTF-8, no deep nesting, no
+                # lone surrogates, an object. What it accepts is handed on.
+                body: dict[str, Any] | None = parse_json(raw)
             except ClientError:
                 body = None
-            if not isinstance(body, dict):
+            if body is None:
                 # Not ours to judge: the gateway answers malformed JSON. It
                 # still counts against the key's requests per minute.
                 await self.guards.admit(key, 0)
-                await self._forward(scope, receive, raw, send, None, key)
+                await self._forward(scope, receive, raw, None, send, None, key)
                 return
             self.guards.check(body, len(raw))
             await self.guards.admit(key, _estimate_tokens(raw))
@@ -152,8 +153,9 @@ class GuardMiddleware:
             await _refuse(send, exc, request_id)
             self._record_refusal(request_id, key, exc, started, scope)
             return
-        new_raw = raw if outcome.body is body else json.dumps(outcome.body).encode()
-        await self._forward(scope, receive, new_raw, send, outcome, key)
+        if outcome.body is not body:
+            raw = json.dumps(outcome.body).encode()
+        await self._forward(scope, receive, raw, outcome.body, send, outcome, key)
 
     async def _inspect(
         self, body: dict[str, Any], key: ClientKey | None, request_id: str, size: int
@@ -244,36 +246,24 @@ class GuardMiddleware:
     async def _forward(
         self,
         scope: Scope,
-        original_receive: Receive,
+        receive: Receive,
         raw: bytes,
+        body: dict[str, Any] | None,
         send: Send,
         outcome: GuardOutcome | None,
         key: ClientKey | None,
     ) -> None:
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            # After the body, the real connection tells of a hang-up.
-            return await original_receive()
-
-        scope = dict(scope)
-        scope["headers"] = [
-            (k, str(len(raw)).encode()) if k == b"content-length" else (k, v)
-            for k, v in scope.get("headers", [])
-        ]
+        # The endpoint takes the body read (and parsed) here from the scope
+        # instead of reading it again; ``receive`` then only tells of a hang-up.
+        scope[BODY_SCOPE_KEY] = (raw, body)
         if key is not None:
-            scope.setdefault("state", {})
             scope["state"] = {
-                **scope["state"],
+                **scope.get("state", {}),
                 "client_key_id": key.key_id,
                 "client_key_name": key.name,
             }
         relay = _Relay(send, outcome, self, key)
-        await self.app(scope, receive, relay.send)
+        await self.app(scope, receive, relay.send if relay.needed else send)
 
     def _record_refusal(
         self,
@@ -367,6 +357,9 @@ class _Relay:
         self.accounting = key is not None and (
             limiter.limits(key)[1] is not None or key.budget_usd is not None
         )
+        # Nothing to add, restore or count: the answer goes out untouched.
+        flagged = outcome is not None and outcome.header() is not None
+        self.needed = flagged or self.restoring or self.accounting
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -513,9 +506,8 @@ class _Relay:
         await self.middleware.guards.settle(self.key, completion, cost)
 
 
-def add_guards(app: Any, config: MixrouteConfig, gateway: Any) -> Guards:
-    """Put ``GuardMiddleware`` on a Starlette ``app`` (it masks secrets in logs
-    while the app runs).
+def build_guards(config: MixrouteConfig, gateway: Any) -> Guards:
+    """The guards for ``gateway``'s app.
 
     The jailbreak head runs on the gateway classifier's encoder when that is
     the bundled ONNX MiniLM (another encoder's space would not fit the head);
@@ -525,8 +517,6 @@ def add_guards(app: Any, config: MixrouteConfig, gateway: Any) -> Guards:
     embed = None
     if getattr(classifier, "backend", None) == "onnx":
         embed = classifier.embed  # type: ignore[union-attr]
-    guards = Guards.from_config(
+    return Guards.from_config(
         config, store=getattr(gateway, "store", None), embed=embed
     )
-    app.add_middleware(GuardMiddleware, guards=guards, gateway=gateway)
-    return guards

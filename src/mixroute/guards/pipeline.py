@@ -255,7 +255,9 @@ class Guards:
             check_route(key, route)
         pii_policy = self._pii_policy.get(route or "", g.pii)
         jb_policy = self._jb_policy.get(route or "", g.jailbreak)
-        outcome = GuardOutcome(dict(body))
+        # The same object when no guard changes it: the middleware then hands
+        # the client's bytes on without encoding them again.
+        outcome = GuardOutcome(body if isinstance(body, dict) else dict(body))
 
         v = scan.jailbreak
         if v is not None and v.attack and jb_policy != "allow":
