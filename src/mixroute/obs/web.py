@@ -35,7 +35,6 @@ _CSP = (
     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-_COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
 
 def _asset(name: str) -> bytes:
@@ -139,21 +138,3 @@ async def _refresh_budgets(gateway: Gateway) -> None:
         return
     for name, usd in left.items():
         gateway.obs.metrics.budget.labels(name).set(usd)
-
-
-class InFlight:
-    """ASGI middleware: the in-flight gauge for completion requests."""
-
-    def __init__(self, app: Any, gateway: Gateway) -> None:
-        self.app = app
-        self.gauge = gateway.obs.metrics.in_flight
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] not in _COMPLETION_PATHS:
-            await self.app(scope, receive, send)
-            return
-        self.gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.gauge.dec()
