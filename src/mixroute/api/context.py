@@ -62,6 +62,8 @@ class RequestContext:
     skipped_unconfigured: list[str] = field(default_factory=list)
     # Answered from the response cache (no upstream call, no cost).
     cache_hit: bool = False
+    # The upstream's bytes of a whole answer that goes to the client unchanged.
+    answer_bytes: bytes | None = None
     # Chunks a stream sent, kept when the answer may be stored in the cache.
     stream_chunks: list[dict[str, Any]] | None = None
 

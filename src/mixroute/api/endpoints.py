@@ -184,7 +184,8 @@ class CompletionEndpoint:
             return
         answer = await gw.complete(ctx, self.kind, data, headers)
         ctx.finished = True
-        await send_json(send, 200, dumps(answer), ctx.response_headers())
+        payload = ctx.answer_bytes or dumps(answer)
+        await send_json(send, 200, payload, ctx.response_headers())
         if step is not None:
             await step.store(answer)
 

@@ -366,7 +366,7 @@ class Gateway:
                     api_key=key,
                 )
                 with self.obs.span("mixroute.upstream", {"model": model.name}):
-                    data = await self.pool.request_json(model, req, headers)
+                    raw, data = await self.pool.request_answer(model, req, headers)
                 if not isinstance(data, Mapping):
                     raise UpstreamError("The upstream answer is not an object.")
                 response, usage = provider.parse_response(model, kind, data)
@@ -375,6 +375,7 @@ class Gateway:
                 continue
             ctx.model = model.name
             ctx.usage = usage
+            ctx.answer_bytes = raw if provider.passes_answer_through else None
             return response
         raise attempts.exhausted()
 

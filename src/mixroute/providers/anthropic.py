@@ -54,6 +54,7 @@ class AnthropicProvider:
     """Translates between OpenAI's wire format and Anthropic's Messages API."""
 
     name = "anthropic"
+    passes_answer_through = False
 
     def build_request(
         self,

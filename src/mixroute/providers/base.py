@@ -69,6 +69,10 @@ class Provider(Protocol):
     """A protocol family (OpenAI-compatible, Anthropic Messages)."""
 
     name: str
+    #: True when ``parse_response`` returns the upstream's answer unchanged
+    #: (OpenAI-compatible upstreams): its bytes then go to the client as they
+    #: came, without encoding the JSON again.
+    passes_answer_through: bool
 
     def build_request(
         self,

@@ -101,6 +101,8 @@ class OpenAIStreamTranslator:
 class OpenAIProvider:
     """Adapter for any endpoint that speaks OpenAI's chat and completions API."""
 
+    passes_answer_through = True
+
     def __init__(self, *, azure: bool = False) -> None:
         self.azure = azure
         self.name = "azure" if azure else "openai"

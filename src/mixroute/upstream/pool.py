@@ -135,12 +135,19 @@ class UpstreamPool:
         self, model: ModelConfig, req: UpstreamRequest, headers: Mapping[str, str]
     ) -> Any:
         """POST ``req`` and return the decoded JSON of a 2xx answer."""
+        return (await self.request_answer(model, req, headers))[1]
 
-        async def attempt() -> Any:
+    async def request_answer(
+        self, model: ModelConfig, req: UpstreamRequest, headers: Mapping[str, str]
+    ) -> tuple[bytes, Any]:
+        """POST ``req``; the bytes of a 2xx answer and their decoded JSON."""
+
+        async def attempt() -> tuple[bytes, Any]:
             async with self._post(model, req, headers, stream=False) as resp:
                 await self._check_status(model, resp)
+                raw = await resp.read()
                 try:
-                    return json.loads(await resp.read())
+                    return raw, json.loads(raw)
                 except ValueError:
                     raise UpstreamProtocolError(
                         "The upstream answer is not JSON.", model=model.name
