@@ -8,13 +8,14 @@ batches inside a transaction, so the event loop never waits on the disk.
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ class UsageRow:
 
 
 COLUMNS = tuple(f.name for f in fields(UsageRow))
+# A row's values in column order (``astuple`` deep-copies: ten times slower).
+_values = operator.attrgetter(*COLUMNS)
 _TYPES = {
     "request_id": "TEXT NOT NULL",
     "ts": "REAL NOT NULL",
@@ -204,6 +207,6 @@ class Ledger:
         try:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, [astuple(r) for r in batch])
+                conn.executemany(_INSERT, [_values(r) for r in batch])
         except sqlite3.Error:
             log.exception("could not write %d usage rows to the ledger", len(batch))
