@@ -162,6 +162,31 @@ def test_labels_are_bounded() -> None:
     assert status_class(499) == "499" and status_class(502) == "5xx"
 
 
+def test_histograms_count_each_request_once_in_cumulative_buckets() -> None:
+    m = Metrics(["math"], ["small"])
+    # 5 ms sits on a bound (le is inclusive); 7 s and 100 s fall past it.
+    for ms in (5.0, 7_000.0, 100_000.0):
+        m.observe(_row(latency_ms=ms, ttft_ms=ms / 10, stream=True))
+    m.observe(_row(latency_ms=20.0))  # not a stream: no time to first token
+    s = samples(m.render().decode())
+    name = "mixroute_request_duration_seconds"
+    labels = {"route": "math", "model": "small"}
+    assert value(s, f"{name}_bucket", le="0.005", **labels) == 1
+    assert value(s, f"{name}_bucket", le="0.025", **labels) == 2
+    assert value(s, f"{name}_bucket", le="10.0", **labels) == 3
+    assert value(s, f"{name}_bucket", le="60.0", **labels) == 3
+    assert value(s, f"{name}_bucket", le="+Inf", **labels) == 4
+    assert value(s, f"{name}_count", **labels) == 4
+    assert value(s, f"{name}_sum", **labels) == pytest.approx(107.025)
+    ttft = "mixroute_time_to_first_token_seconds"
+    assert value(s, f"{ttft}_count", model="small") == 3
+    # 0.5 ms, 0.7 s and 10 s (on the last bound).
+    assert value(s, f"{ttft}_bucket", le="0.005", model="small") == 1
+    assert value(s, f"{ttft}_bucket", le="1.0", model="small") == 2
+    assert value(s, f"{ttft}_bucket", le="10.0", model="small") == 3
+    assert value(s, "mixroute_requests_total", status="2xx", **labels) == 4
+
+
 async def test_grafana_dashboard_uses_only_served_metrics(urls: dict[str, str]) -> None:
     path = Path(__file__).resolve().parents[2] / "deploy/grafana/mixroute.json"
     dash = json.loads(path.read_text("utf-8"))

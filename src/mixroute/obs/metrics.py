@@ -10,11 +10,13 @@ reach a label, so the series count stays small whatever the traffic.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,7 +25,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from mixroute.state.ledger import UsageRow
@@ -63,26 +70,6 @@ class Metrics:
         self._keys: set[str] = set()
         self._lock = threading.Lock()
         r = self.registry
-        self.requests = Counter(
-            "mixroute_requests",
-            "Requests finished, by route, answering model and status class.",
-            ["route", "model", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "mixroute_request_duration_seconds",
-            "Time from arrival to the last byte, by route and model.",
-            ["route", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "mixroute_time_to_first_token_seconds",
-            "Time from arrival to the first content byte of a stream, by model.",
-            ["model"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
         self.classify = Histogram(
             "mixroute_classification_duration_seconds",
             "Time the classifier took for one prompt.",
@@ -107,24 +94,6 @@ class Metrics:
             ["result"],
             registry=r,
         )
-        self.tokens = Counter(
-            "mixroute_tokens",
-            "Tokens by model, route, client key name and direction (input, output).",
-            ["model", "route", "key", "direction"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "mixroute_cost_usd",
-            "Spend in USD at the config prices, by model, route and key name.",
-            ["model", "route", "key"],
-            registry=r,
-        )
-        self.baseline = Counter(
-            "mixroute_baseline_cost_usd",
-            "What the same tokens would cost on the premium default model.",
-            ["route", "key"],
-            registry=r,
-        )
         self.budget = Gauge(
             "mixroute_budget_remaining_usd",
             "USD left in a global or per-route budget in its current period.",
@@ -138,7 +107,13 @@ class Metrics:
         )
         if circuits is not None:
             r.register(_CircuitCollector(circuits))
-        self._cache: dict[tuple[str, str, str, str], _Children] = {}
+        # Finished requests are counted in plain numbers, one record per
+        # (route, model, status class, key), and turned into the request,
+        # latency, token and cost families only when /metrics is read: the
+        # client library's locked, labelled instruments cost more per request
+        # than the rest of the accounting.
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
+        r.register(_RequestCollector(self._series))
 
     # labels ----------------------------------------------------------------
 
@@ -180,45 +155,33 @@ class Metrics:
     ) -> None:
         """Count one finished request from its ledger row; ``key_name`` labels
         it (the row's key id when no name is known)."""
-        route, model = self.route(row.route), self.model(row.model)
-        key = self.key(key_name if key_name is not None else row.key)
-        c = self._children(route, model, status_class(row.status), key)
-        c.requests.inc()
-        c.latency.observe(row.latency_ms / 1000.0)
+        at = (
+            self.route(row.route),
+            self.model(row.model),
+            status_class(row.status),
+            self.key(key_name if key_name is not None else row.key),
+        )
+        c = self._series.get(at)
+        if c is None:
+            c = self._series[at] = _Series()
+        c.requests += 1
+        seconds = row.latency_ms / 1000.0
+        c.latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        c.latency_sum += seconds
         if row.ttft_ms is not None and row.stream:
-            c.ttft.observe(row.ttft_ms / 1000.0)
+            seconds = row.ttft_ms / 1000.0
+            c.ttft[bisect_left(TTFT_BUCKETS, seconds)] += 1
+            c.ttft_sum += seconds
+        c.tokens_in += row.input_tokens
+        c.tokens_out += row.output_tokens
+        c.cost += row.cost_usd
+        c.baseline += row.baseline_cost_usd
         if classify_ms is not None:
             self.classify.observe(classify_ms / 1000.0)
         if "," in row.models_tried:
             tried = [m for m in row.models_tried.split(",") if m]
             for a, b in itertools.pairwise(tried):
                 self.fallbacks.labels(self.model(a), self.model(b)).inc()
-        if row.input_tokens:
-            c.tokens_in.inc(row.input_tokens)
-        if row.output_tokens:
-            c.tokens_out.inc(row.output_tokens)
-        if row.cost_usd:
-            c.cost.inc(row.cost_usd)
-        if row.baseline_cost_usd:
-            c.baseline.inc(row.baseline_cost_usd)
-
-    def _children(self, route: str, model: str, status: str, key: str) -> _Children:
-        # ``labels()`` costs microseconds each (a lock, tuple checks); one dict
-        # lookup per request instead. Bounded like the labels themselves.
-        at = (route, model, status, key)
-        c = self._cache.get(at)
-        if c is None:
-            c = _Children(
-                self.requests.labels(route, model, status),
-                self.latency.labels(route, model),
-                self.ttft.labels(model),
-                self.tokens.labels(model, route, key, "input"),
-                self.tokens.labels(model, route, key, "output"),
-                self.cost.labels(model, route, key),
-                self.baseline.labels(route, key),
-            )
-            self._cache[at] = c
-        return c
 
     def upstream_error(self, model: str, reason: str) -> None:
         self.upstream_errors.labels(self.model(model), self.reason(reason)).inc()
@@ -229,17 +192,134 @@ class Metrics:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class _Children:
-    """The labelled series one request of a (route, model, status, key) bumps."""
+@dataclass(slots=True)
+class _Series:
+    """What the finished requests of one (route, model, status, key) added up
+    to. Histogram counts are per bucket (not cumulative), the last one past
+    the largest bound."""
 
-    requests: Any
-    latency: Any
-    ttft: Any
-    tokens_in: Any
-    tokens_out: Any
-    cost: Any
-    baseline: Any
+    requests: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    ttft: list[int] = field(default_factory=lambda: [0] * (len(TTFT_BUCKETS) + 1))
+    ttft_sum: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    baseline: float = 0.0
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Cumulative ``(le, count)`` pairs in the exposition format."""
+    out = []
+    for bound, n in zip((*bounds, math.inf), itertools.accumulate(counts), strict=True):
+        out.append(("+Inf" if bound == math.inf else repr(float(bound)), float(n)))
+    return out
+
+
+class _RequestCollector(Collector):
+    """The request, latency, time-to-first-token, token and cost families,
+    summed from the per-request records at scrape time."""
+
+    def __init__(self, series: dict[tuple[str, str, str, str], _Series]) -> None:
+        self.series = series
+
+    def collect(self) -> Iterator[Metric]:
+        # A snapshot: the event loop may add records while this runs.
+        items = list(self.series.items())
+        requests: dict[tuple[str, ...], float] = defaultdict(float)
+        tokens: dict[tuple[str, ...], float] = defaultdict(float)
+        cost: dict[tuple[str, ...], float] = defaultdict(float)
+        baseline: dict[tuple[str, ...], float] = defaultdict(float)
+        latency: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        ttft: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        for (route, model, status, key), c in items:
+            requests[(route, model, status)] += c.requests
+            tokens[(model, route, key, "input")] += c.tokens_in
+            tokens[(model, route, key, "output")] += c.tokens_out
+            cost[(model, route, key)] += c.cost
+            baseline[(route, key)] += c.baseline
+            _add(latency, (route, model), c.latency, c.latency_sum)
+            if any(c.ttft):
+                _add(ttft, (model,), c.ttft, c.ttft_sum)
+        yield _counter(
+            "mixroute_requests",
+            "Requests finished, by route, answering model and status class.",
+            ["route", "model", "status"],
+            requests,
+        )
+        yield _histogram(
+            "mixroute_request_duration_seconds",
+            "Time from arrival to the last byte, by route and model.",
+            ["route", "model"],
+            LATENCY_BUCKETS,
+            latency,
+        )
+        yield _histogram(
+            "mixroute_time_to_first_token_seconds",
+            "Time from arrival to the first content byte of a stream, by model.",
+            ["model"],
+            TTFT_BUCKETS,
+            ttft,
+        )
+        yield _counter(
+            "mixroute_tokens",
+            "Tokens by model, route, client key name and direction (input, output).",
+            ["model", "route", "key", "direction"],
+            {k: v for k, v in tokens.items() if v},
+        )
+        yield _counter(
+            "mixroute_cost_usd",
+            "Spend in USD at the config prices, by model, route and key name.",
+            ["model", "route", "key"],
+            {k: v for k, v in cost.items() if v},
+        )
+        yield _counter(
+            "mixroute_baseline_cost_usd",
+            "What the same tokens would cost on the premium default model.",
+            ["route", "key"],
+            {k: v for k, v in baseline.items() if v},
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def _add(
+    into: dict[tuple[str, ...], tuple[list[int], list[float]]],
+    labels: tuple[str, ...],
+    counts: list[int],
+    total: float,
+) -> None:
+    have = into.get(labels)
+    if have is None:
+        into[labels] = (list(counts), [total])
+        return
+    for i, n in enumerate(counts):
+        have[0][i] += n
+    have[1][0] += total
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, v in values.items():
+        family.add_metric(list(key), v)
+    return family
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    bounds: tuple[float, ...],
+    values: Mapping[tuple[str, ...], tuple[list[int], list[float]]],
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, (counts, total) in values.items():
+        family.add_metric(list(key), _buckets(bounds, counts), total[0])
+    return family
 
 
 class _CircuitCollector(Collector):
