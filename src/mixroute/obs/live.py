@@ -46,7 +46,7 @@ class LiveStats:
         self._totals = _Totals()
         # (monotonic finish time, latency ms, error?, fell back?)
         self._window: deque[tuple[float, float, bool, bool]] = deque(maxlen=MAX_WINDOW)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._recent: deque[UsageRow] = deque(maxlen=RECENT)
 
     def add(self, row: UsageRow) -> None:
         """Count one finished request (its ledger row)."""
@@ -67,21 +67,8 @@ class LiveStats:
             t.models[model] += 1
             t.model_cost[model] = t.model_cost.get(model, 0.0) + row.cost_usd
             self._window.append((time.monotonic(), row.latency_ms, error, fell_back))
-            self._recent.appendleft(
-                {
-                    "ts": row.ts,
-                    "request_id": row.request_id,
-                    "route": row.route,
-                    "model": row.model,
-                    "rule": row.rule,
-                    "confidence": row.confidence,
-                    "models_tried": row.models_tried,
-                    "status": row.status,
-                    "latency_ms": round(row.latency_ms, 1),
-                    "cost_usd": row.cost_usd,
-                    "cached": row.cached,
-                }
-            )
+            # The row itself (frozen); its dashboard form is built when read.
+            self._recent.appendleft(row)
 
     def snapshot(self) -> dict[str, Any]:
         """Totals, the last ``window_s`` seconds, splits and recent decisions."""
@@ -110,7 +97,7 @@ class LiveStats:
                 m: {"requests": n, "cost_usd": t.model_cost[m]}
                 for m, n in t.models.most_common()
             }
-            recent = list(self._recent)
+            recent = [_recent(row) for row in self._recent]
         n = len(window)
         span = min(self.window_s, max(time.time() - self.started, 1e-3))
         latencies = sorted(w[1] for w in window)
@@ -138,3 +125,20 @@ def _quantile(values: list[float], q: float) -> float | None:
         return None
     rank = max(1, math.ceil(q * len(values)))
     return round(values[rank - 1], 1)
+
+
+def _recent(row: UsageRow) -> dict[str, Any]:
+    """One line of the dashboard's recent decisions."""
+    return {
+        "ts": row.ts,
+        "request_id": row.request_id,
+        "route": row.route,
+        "model": row.model,
+        "rule": row.rule,
+        "confidence": row.confidence,
+        "models_tried": row.models_tried,
+        "status": row.status,
+        "latency_ms": round(row.latency_ms, 1),
+        "cost_usd": row.cost_usd,
+        "cached": row.cached,
+    }
