@@ -8,25 +8,26 @@ batches inside a transaction, so the event loop never waits on the disk.
 from __future__ import annotations
 
 import logging
-import operator
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 log = logging.getLogger("mixroute.ledger")
 T = TypeVar("T")
 _BATCH = 512
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """One request as the ledger records it. Costs in USD, times in ms."""
+class UsageRow(NamedTuple):
+    """One request as the ledger records it. Costs in USD, times in ms.
+
+    A named tuple: immutable, built several times faster than a frozen
+    dataclass (one is built per request), and its values in column order are
+    the row itself."""
 
     request_id: str
     ts: float
@@ -48,9 +49,7 @@ class UsageRow:
     cached: bool = False  # answered from the response cache
 
 
-COLUMNS = tuple(f.name for f in fields(UsageRow))
-# A row's values in column order (``astuple`` deep-copies: ten times slower).
-_values = operator.attrgetter(*COLUMNS)
+COLUMNS = UsageRow._fields
 _TYPES = {
     "request_id": "TEXT NOT NULL",
     "ts": "REAL NOT NULL",
@@ -207,6 +206,6 @@ class Ledger:
         try:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, [_values(r) for r in batch])
+                conn.executemany(_INSERT, batch)
         except sqlite3.Error:
             log.exception("could not write %d usage rows to the ledger", len(batch))
