@@ -44,6 +44,8 @@ log = logging.getLogger("mixroute")
 FORWARDED_HEADERS = (b"openai-beta",)
 # Bodies up to this size are tokenized on the event loop (tens of microseconds).
 INLINE_TOKENIZE_BYTES = 4096
+# Seconds after the body was read before a hang-up is watched for (``_HangUp``).
+WATCH_AFTER_S = 0.1
 
 
 class CompletionEndpoint:
@@ -63,7 +65,7 @@ class CompletionEndpoint:
         ctx.key_name = scope.get("state", {}).get("client_key_name")
         task = asyncio.current_task()
         assert task is not None
-        watcher: asyncio.Task[None] | None = None
+        watcher: _HangUp | None = None
         gone = False
         try:
             read = scope.get(BODY_SCOPE_KEY)
@@ -72,14 +74,14 @@ class CompletionEndpoint:
             else:
                 limit = self.gateway.config.server.max_body_bytes
                 body, data = await read_body(scope, receive, limit), None
-            watcher = asyncio.ensure_future(_watch(receive, task, ctx))
+            watcher = _HangUp(receive, task, ctx)
             attrs = {"mixroute.request_id": ctx.request_id, "mixroute.kind": self.kind}
             with self.gateway.obs.span("mixroute.request", attrs):
                 await self._serve(ctx, scope, body, data, send)
         except ClientGone:
             gone = True
         except asyncio.CancelledError:
-            if watcher is None or not watcher.done() or ctx.finished:
+            if watcher is None or not watcher.fired or ctx.finished:
                 if not ctx.finished:
                     # Cancelled from outside (the shutdown deadline passed):
                     # the answer was cut, and its ledger row says so.
@@ -206,6 +208,36 @@ class CompletionEndpoint:
         extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         ctx.finished = True
         await send_json(send, status, payload, ctx.response_headers() + extra)
+
+
+class _HangUp:
+    """Cancels the request's task when the client disconnects before the answer
+    is done. Watching starts ``WATCH_AFTER_S`` after the body was read: most
+    answers are done by then, and a timer costs the event loop much less than
+    a task per request. A hang-up still cancels the upstream call within that
+    delay of the later start."""
+
+    def __init__(
+        self, receive: Receive, task: asyncio.Task[Any], ctx: RequestContext
+    ) -> None:
+        self.watch: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(WATCH_AFTER_S, self._start, receive, task, ctx)
+
+    def _start(
+        self, receive: Receive, task: asyncio.Task[Any], ctx: RequestContext
+    ) -> None:
+        self.watch = asyncio.ensure_future(_watch(receive, task, ctx))
+
+    @property
+    def fired(self) -> bool:
+        """The client hung up and the request's task was cancelled for it."""
+        return self.watch is not None and self.watch.done()
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+        if self.watch is not None:
+            self.watch.cancel()
 
 
 async def _watch(

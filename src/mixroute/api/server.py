@@ -125,6 +125,9 @@ def _serve(
         log_config=None,
         log_level=log_level.lower(),
         access_log=False,
+        # mixroute reads no client address; rewriting it from X-Forwarded-For
+        # headers cost CPU on every request.
+        proxy_headers=False,
         lifespan="on",
         # SIGTERM: stop accepting, let requests and streams finish this long.
         timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
