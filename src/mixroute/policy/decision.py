@@ -10,6 +10,9 @@ from mixroute.policy.ab import ABAssignment
 from mixroute.policy.budgets import Reservation
 from mixroute.policy.request import PolicyRequest
 
+# Distinct candidate orders whose chains are kept (the config has few models).
+_MAX_CHAINS = 4096
+
 
 @dataclass(frozen=True)
 class PolicyTrace:
@@ -63,6 +66,10 @@ class SeedPolicy:
 
     def __init__(self, config: MixrouteConfig) -> None:
         self.config = config
+        # The config never changes under a policy (a reload builds a new one),
+        # so each chain and each explicit decision is worked out once.
+        self._chains: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._explicit: dict[str, RoutingDecision] = {}
 
     def decide(self, c: Classification) -> RoutingDecision:
         route = self.config.route(c.route)
@@ -90,18 +97,37 @@ class SeedPolicy:
 
     def for_route(self, route_name: str) -> RoutingDecision:
         """A decision for an explicit ``auto:<route>`` request (no classification)."""
-        route = self.config.route(route_name)
-        chain = self.chain(list(route.candidates))
-        return RoutingDecision(chain[0], tuple(chain), route.name, "explicit:route")
+        known = self._explicit.get(f"auto:{route_name}")
+        if known is None:
+            route = self.config.route(route_name)
+            chain = self.chain(list(route.candidates))
+            known = RoutingDecision(
+                chain[0], tuple(chain), route.name, "explicit:route"
+            )
+            self._explicit[f"auto:{route_name}"] = known
+        return known
 
     def for_model(self, model_name: str) -> RoutingDecision:
         """A decision for a request that names a concrete model."""
-        chain = self.chain([model_name])
-        return RoutingDecision(model_name, tuple(chain), None, "explicit:model")
+        known = self._explicit.get(model_name)
+        if known is None:
+            chain = self.chain([model_name])
+            known = RoutingDecision(model_name, tuple(chain), None, "explicit:model")
+            self._explicit[model_name] = known
+        return known
 
     def chain(self, first: list[str]) -> list[str]:
         """``first``, then each one's fallbacks followed transitively (breadth
         first; the config forbids cycles), then the default model."""
+        key = tuple(first)
+        known = self._chains.get(key)
+        if known is None:
+            known = tuple(self._chain(first))
+            if len(self._chains) < _MAX_CHAINS:  # orders of a few config names
+                self._chains[key] = known
+        return list(known)
+
+    def _chain(self, first: list[str]) -> list[str]:
         out = _unique(first)
         i = 0
         while i < len(out):

@@ -112,6 +112,14 @@ class PolicyEngine:
             feedback = FeedbackBook(feedback_path(config))
         self.feedback = feedback
         self._models = {m.name: m for m in config.models}
+        # The prompt room of the tightest model, without and with max_tokens.
+        self._room_default = min(
+            (m.context_window - output_reserve(m, None) for m in config.models),
+            default=0,
+        )
+        self._smallest_window = min(
+            (m.context_window for m in config.models), default=0
+        )
         self._refreshed = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
 
@@ -230,13 +238,17 @@ class PolicyEngine:
         # does not fit some model's context window.
         if req.prompt_tokens_exact:
             return req
-        if not self.config.policies.budgets and all(
-            fits(m, req.prompt_tokens, req.max_tokens) for m in self.config.models
-        ):
+        if not self.config.policies.budgets and self._fits_every_model(req):
             return req
         if req.prompt_tokens > _INLINE_COUNT:
             return await asyncio.to_thread(req.exact)
         return req.exact()
+
+    def _fits_every_model(self, req: PolicyRequest) -> bool:
+        # ``fits`` for every model at once, from two figures worked out once.
+        if req.max_tokens is None:
+            return req.prompt_tokens <= self._room_default
+        return req.prompt_tokens + req.max_tokens <= self._smallest_window
 
     def _knob(self, route: RouteConfig) -> tuple[float | None, float | None]:
         # The route's setting wins over the global one; a target share wins
