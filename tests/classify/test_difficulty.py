@@ -13,16 +13,25 @@ import pytest
 from typer.testing import CliRunner
 
 from mixroute.classify.difficulty import (
+    BUILTIN_PATH,
+    EMB_DIM,
+    EMB_TOKENS,
     DifficultyError,
     DifficultyScorer,
     TrainSettings,
     cost_quality_curve,
     curve_report,
+    duplicate_groups,
+    embed_prompts,
+    embedding_input,
+    evaluate_scorer,
     fit_scorer,
+    grouped_folds,
     run_costq_eval,
     smooth_labels,
     train_difficulty_cli,
 )
+from mixroute.classify.encoder import OnnxEncoder
 from mixroute.cli import app
 
 
@@ -85,9 +94,54 @@ def test_harder_looking_prompts_score_higher(builtin: DifficultyScorer) -> None:
         assert builtin.score(easy) < builtin.score(hard), (easy, hard)
 
 
-def test_embedding_does_not_change_the_score(builtin: DifficultyScorer) -> None:
-    emb = np.ones(384) / np.sqrt(384)
-    assert builtin.score(HARD[0], emb) == builtin.score(HARD[0])
+@pytest.fixture(scope="module")
+def encoder() -> OnnxEncoder:
+    return OnnxEncoder(threads=1)
+
+
+def test_builtin_has_topic_model_and_embedding_head(builtin: DifficultyScorer) -> None:
+    assert builtin.topic is not None and len(builtin.topic.names) > 50
+    assert builtin.uses_embedding and builtin.emb_tokens == EMB_TOKENS
+    # Shipped inside the wheel: it must stay small.
+    assert BUILTIN_PATH.stat().st_size < 5_000_000
+
+
+def test_embedding_path_reads_the_real_embedding(
+    builtin: DifficultyScorer, encoder: OnnxEncoder
+) -> None:
+    texts = [*EASY, *HARD]
+    emb = embed_prompts(encoder, texts)
+    assert emb.shape == (len(texts), EMB_DIM)
+    with_emb = [builtin.score(t, e) for t, e in zip(texts, emb, strict=True)]
+    assert all(0.0 < p < 1.0 for p in with_emb)
+    assert with_emb != [builtin.score(t) for t in texts]
+    for i in range(len(EASY)):
+        assert with_emb[i] < with_emb[len(EASY) + i], texts[i]
+    # The classifier's cascade embeds the first EMB_TOKENS tokens of this text.
+    assert embedding_input("  a\x00b  " + "x" * 5000).startswith("a b")
+    assert len(embedding_input("y" * 5000)) == EMB_TOKENS * 16
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [None, np.ones(100), np.full(EMB_DIM, np.nan), np.zeros(EMB_DIM), "text"],
+    ids=["none", "short", "nan", "zero", "str"],
+)
+def test_unusable_embedding_scores_by_the_text_path(
+    builtin: DifficultyScorer, odd: object
+) -> None:
+    assert builtin.score(HARD[0], odd) == builtin.score(HARD[0])
+
+
+def test_embedding_eval_times_the_encoder_call(
+    builtin: DifficultyScorer, encoder: OnnxEncoder
+) -> None:
+    rows = _costq_rows(12)
+    text_report, _ = evaluate_scorer(builtin, rows)
+    emb_report, scores = evaluate_scorer(builtin, rows, encoder)
+    assert (text_report["path"], emb_report["path"]) == ("text", "embedding")
+    assert emb_report["latency_ms"]["p50"] > text_report["latency_ms"]["p50"]
+    assert all(0.0 < p < 1.0 for p in scores)
 
 
 def test_knob_is_monotone_from_never_to_always(builtin: DifficultyScorer) -> None:
@@ -206,6 +260,74 @@ def test_train_then_load_round_trip(
     hard = scorer.score(HARD[0] + " (0)")
     easy = scorer.score(EASY[1] + " (1)")
     assert hard > easy
+
+
+def _synthetic_embeddings(rows: list[dict[str, Any]]) -> np.ndarray:
+    # Hard rows lean one way along the first axis, easy ones the other.
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(rows), EMB_DIM))
+    emb[:, 0] += [3.0 if not r["weak_correct"] else -3.0 for r in rows]
+    out: np.ndarray = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    return out
+
+
+def test_embedding_head_round_trip(tmp_path: Path) -> None:
+    rows = _costq_rows(60)
+    for i, r in enumerate(rows):
+        r["subject"] = "algebra" if i % 2 else "marketing"
+    emb = _synthetic_embeddings(rows)
+    scorer, oof = fit_scorer(rows, embeddings=emb)
+    assert scorer.uses_embedding and oof.shape == (60,)
+    assert "embedding_apgr=" in scorer.provenance
+    scorer.save(tmp_path / "h.npz")
+    loaded = DifficultyScorer.load(tmp_path / "h.npz")
+    assert loaded.topic is not None and set(loaded.topic.names) == {
+        "algebra",
+        "marketing",
+    }
+    for r, e in zip(rows[:8], emb[:8], strict=True):
+        text = str(r["prompt"])
+        assert loaded.score(text, e) == pytest.approx(scorer.score(text, e), abs=1e-3)
+        assert loaded.score(text) == pytest.approx(scorer.score(text), abs=1e-3)
+    hard = [loaded.score(str(r["prompt"]), e) for r, e in zip(rows, emb, strict=True)]
+    is_hard = np.array([not r["weak_correct"] for r in rows])
+    assert np.mean(np.array(hard)[is_hard]) > np.mean(np.array(hard)[~is_hard])
+
+
+def test_embeddings_must_match_the_rows() -> None:
+    with pytest.raises(DifficultyError, match="embeddings must be"):
+        fit_scorer(_costq_rows(40), embeddings=np.zeros((39, EMB_DIM)))
+
+
+def test_word_model_alone_still_loads_and_scores(tmp_path: Path) -> None:
+    # topic_terms=0 writes the earlier artifact format: the word model with its
+    # Platt calibration; such files keep working and ignore an embedding.
+    scorer, _ = fit_scorer(_costq_rows(60), TrainSettings(topic_terms=0))
+    scorer.save(tmp_path / "old.npz")
+    loaded = DifficultyScorer.load(tmp_path / "old.npz")
+    assert loaded.topic is None and not loaded.uses_embedding
+    assert loaded.emb_tokens is None
+    emb = np.ones(EMB_DIM) / np.sqrt(EMB_DIM)
+    assert loaded.score(HARD[0], emb) == loaded.score(HARD[0])
+    a, b = loaded.calibration
+    for text in (HARD[0], EASY[1]):
+        expected = 1.0 / (1.0 + np.exp(-(a * loaded.logit(text) + b)))
+        assert loaded.score(text) == pytest.approx(expected)
+
+
+def test_near_copies_share_a_fold() -> None:
+    texts = [
+        "What is 2+2?\nA. 3\nB. 4\nAnswer:",
+        "What is 2 + 2 ?\nA. 4\nB. 5\nAnswer:",
+        "Name a prime.\nA. 4\nB. 7\nAnswer:",
+        "A word problem with no options.",
+    ]
+    groups = duplicate_groups(texts)
+    assert groups[0] == groups[1]
+    assert len({int(groups[0]), int(groups[2]), int(groups[3])}) == 3
+    for seed in range(5):
+        folds = grouped_folds(texts * 10, 5, seed)
+        assert len(set(folds[[0, 1, 4, 5, 8, 9]])) == 1
 
 
 def test_fit_needs_enough_rows() -> None:

@@ -257,6 +257,11 @@ class RouterClassifier:
         self, window: str, route: str, emb: np.ndarray | None, x: SparseRows
     ) -> float:
         if self._difficulty is not None:
+            # The scorer's embedding head reads vectors of its own token count
+            # only; the head's cascade embeds ``emb_tokens`` tokens.
+            fits = getattr(self._difficulty, "emb_tokens", None)
+            if self._head is None or fits != self._head.emb_tokens:
+                emb = None
             try:
                 score = float(self._difficulty.score(window, emb))
                 if 0.0 <= score <= 1.0:

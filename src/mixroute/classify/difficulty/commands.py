@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,11 +14,15 @@ import numpy as np
 from mixroute.classify.difficulty.metrics import cost_quality_curve, curve_report
 from mixroute.classify.difficulty.scorer import (
     BUILTIN_PATH,
+    EMB_TOKENS,
     DifficultyError,
     DifficultyScorer,
     FloatArray,
+    embedding_input,
 )
 from mixroute.classify.difficulty.training import fit_scorer
+
+log = logging.getLogger("mixroute.classify")
 
 RANDOM_SEEDS = 10
 _LABELS = frozenset({"prompt", "weak_correct", "strong_correct"})
@@ -62,16 +67,37 @@ def baseline_reports(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     return {"random": random_report, "length": length_report}
 
 
+def embed_prompts(encoder: Any, texts: Sequence[str]) -> FloatArray:
+    """The embeddings the scorer's embedding head reads, one row per text
+    (``encoder``: a ``classify.encoder.OnnxEncoder``)."""
+    inputs = [embedding_input(t) for t in texts]
+    out: FloatArray = np.asarray(
+        encoder.embed_batched(inputs, EMB_TOKENS), dtype=np.float64
+    )
+    return out
+
+
 def evaluate_scorer(
-    scorer: DifficultyScorer, rows: Sequence[Mapping[str, Any]]
+    scorer: DifficultyScorer,
+    rows: Sequence[Mapping[str, Any]],
+    encoder: Any | None = None,
 ) -> tuple[dict[str, Any], FloatArray]:
-    """The full report (curve, baselines, single-query latency) and the scores."""
+    """The full report (curve, baselines, single-query latency) and the scores.
+
+    Without ``encoder`` this measures the text path, which is what the
+    gateway's cost-quality routing runs. With one, each prompt is first
+    embedded (one query at a time, timed with the score) and scored by the
+    embedding path."""
     _check_rows(rows)
     scores = np.zeros(len(rows))
     timings = np.zeros(len(rows))
     for i, r in enumerate(rows):
+        text = str(r["prompt"])
         t0 = time.perf_counter()
-        scores[i] = scorer.score(str(r["prompt"]))
+        emb = None
+        if encoder is not None:
+            emb = encoder.embed([embedding_input(text)], EMB_TOKENS)[0]
+        scores[i] = scorer.score(text, emb)
         timings[i] = (time.perf_counter() - t0) * 1000.0
     weak = [bool(r["weak_correct"]) for r in rows]
     strong = [bool(r["strong_correct"]) for r in rows]
@@ -82,6 +108,7 @@ def evaluate_scorer(
         "p50": round(float(np.percentile(timings, 50)), 4),
         "p99": round(float(np.percentile(timings, 99)), 4),
     }
+    report["path"] = "embedding" if encoder is not None else "text"
     return report, scores
 
 
@@ -155,11 +182,26 @@ def has_difficulty_labels(path: Path) -> bool:
     return isinstance(row, dict) and "weak_correct" in row and "category" not in row
 
 
+def _training_encoder(config: object) -> Any | None:
+    """The ONNX encoder for fitting the embedding head, or None on the tfidf
+    backend or where it cannot load (the scorer is then fitted without it)."""
+    classifier = getattr(config, "classifier", None)
+    if getattr(classifier, "backend", "auto") == "tfidf":
+        return None
+    try:
+        from mixroute.classify.encoder import OnnxEncoder
+
+        return OnnxEncoder(threads=getattr(classifier, "threads", 1))
+    except Exception as exc:  # optional: the text path trains without it
+        log.warning("no encoder for the difficulty embedding head: %s", exc)
+        return None
+
+
 def train_difficulty_cli(config: object, path: Path, out: Path) -> None:
     """``mixroute train`` on rows with ``weak_correct``/``strong_correct``: fit a
     scorer, write it to ``out`` and print what the out-of-fold curve shows.
-    Rows missing either label (some feedback rows) are skipped."""
-    del config
+    Rows missing either label (some feedback rows) are skipped. The embedding
+    head is fitted too when the ONNX encoder loads (not on ``backend: tfidf``)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -178,13 +220,20 @@ def train_difficulty_cli(config: object, path: Path, out: Path) -> None:
             "strong_correct",
         } <= set(row):
             rows.append(row)
-    scorer, oof = fit_scorer(rows)
+    encoder = _training_encoder(config) if rows else None
+    embeddings = (
+        embed_prompts(encoder, [str(r["prompt"]) for r in rows])
+        if encoder is not None
+        else None
+    )
+    scorer, oof = fit_scorer(rows, embeddings=embeddings)
     scorer.save(out)
     weak = [bool(r["weak_correct"]) for r in rows]
     strong = [bool(r["strong_correct"]) for r in rows]
     curve = cost_quality_curve(oof, weak, strong)
     print(
-        f"difficulty scorer: {len(rows)} rows, {len(scorer.vocab)} terms → {out}\n"
+        f"difficulty scorer: {len(rows)} rows, {len(scorer.vocab)} terms, "
+        f"embedding head: {'yes' if scorer.uses_embedding else 'no'} → {out}\n"
         f"out-of-fold: APGR {curve.apgr():.3f}, strong share for 95% of strong "
         f"quality {curve.share_for_quality(0.95):.1%}"
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mixroute.classify.text import clean
 from mixroute.errors import MixrouteError
 
 FloatArray = npt.NDArray[np.float64]
@@ -25,6 +26,15 @@ _OPERATOR = re.compile(r"[+\-*/=%^×÷]")
 _OPTION = re.compile(r"^[A-J][.)]\s", re.MULTILINE)
 _MAX_CHARS = 4000
 N_DENSE = 11
+#: The embedding the optional embedding head reads: the encoder's unit-norm
+#: 384-d mean-pooled vector of the first ``EMB_TOKENS`` tokens of the
+#: classifier's cleaned window (``embedding_input``). That is what the route
+#: classifier's cascade computes with the shipped head, so its vector can be
+#: reused at no extra cost.
+EMB_DIM = 384
+EMB_TOKENS = 32
+_CHARS_PER_TOKEN = 16
+_RATE_FLOOR = 1e-3
 
 
 class DifficultyError(MixrouteError):
@@ -93,6 +103,94 @@ def sigmoid(z: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
 
 
+def rate_logit(rate: Any) -> Any:
+    """Log-odds of a rate, kept finite for topics that were all 0 or all 1."""
+    r = np.clip(rate, _RATE_FLOOR, 1.0 - _RATE_FLOOR)
+    return np.log(r / (1.0 - r))
+
+
+def softmax_rows(z: FloatArray) -> FloatArray:
+    """Row-wise softmax of a 1-d or 2-d array of scores."""
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: FloatArray = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def embedding_input(text: str, max_chars: int = _MAX_CHARS) -> str:
+    """The text whose first ``EMB_TOKENS`` tokens the embedding head was
+    trained on: the route classifier's cleaned window, cut where its cascade
+    cuts it (a token is rarely longer than ``_CHARS_PER_TOKEN`` characters)."""
+    return clean(text, max_chars)[: EMB_TOKENS * _CHARS_PER_TOKEN]
+
+
+# --- the parts stacked on top of the word model -----------------------------------
+
+
+@dataclass(frozen=True)
+class TopicModel:
+    """Which topic (MMLU subject, or the source for rows without one) a prompt
+    is about, and that topic's rate of needing the strong model.
+
+    A multinomial naive Bayes over the first ``len(log_likelihood)`` terms of
+    the scorer's vocabulary (the most frequent ones) with its TF-IDF weights;
+    ``expected rate = Σ P(topic | text) · rates[topic]``. The word model alone
+    cannot learn fifty-odd separate base rates from noisy labels; naming the
+    topic first and then reading its rate can.
+    """
+
+    log_likelihood: FloatArray  # (terms, topics)
+    log_prior: FloatArray  # (topics,)
+    rates: FloatArray  # (topics,)
+    names: tuple[str, ...] = ()
+
+    def logit(self, idx: npt.NDArray[np.int64], val: FloatArray) -> float:
+        """Log-odds of the expected needs-strong rate of one sparse TF-IDF row."""
+        keep = idx < len(self.log_likelihood)
+        scores = self.log_prior.copy()
+        if keep.any():
+            scores += val[keep] @ self.log_likelihood[idx[keep]]
+        return float(rate_logit(softmax_rows(scores) @ self.rates))
+
+
+@dataclass(frozen=True)
+class EmbeddingHead:
+    """Two linear models over ``[embedding, dense_features]``: one for the
+    log-odds of needing the strong model, one softmax naming the topic (whose
+    expected rate is read as in ``TopicModel``). Standardisation is folded
+    into the weights."""
+
+    weights: FloatArray  # (EMB_DIM + N_DENSE,)
+    bias: float
+    topic_weights: FloatArray  # (EMB_DIM + N_DENSE, topics)
+    topic_bias: FloatArray  # (topics,)
+    topic_rates: FloatArray  # (topics,)
+
+    def logits(self, embedding: FloatArray, dense: FloatArray) -> list[float]:
+        """``[needs-strong log-odds, topic expected-rate log-odds]``."""
+        v = np.concatenate([embedding, dense])
+        topic = softmax_rows(v @ self.topic_weights + self.topic_bias)
+        return [
+            float(v @ self.weights + self.bias),
+            float(rate_logit(topic @ self.topic_rates)),
+        ]
+
+
+def as_embedding(embedding: object) -> FloatArray | None:
+    """``embedding`` as a unit-norm float64 vector of ``EMB_DIM``, or None when
+    it is absent or not such a vector (then the text path scores alone)."""
+    if embedding is None:
+        return None
+    try:
+        e = np.asarray(embedding, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if e.shape != (EMB_DIM,) or not np.all(np.isfinite(e)):
+        return None
+    norm = float(np.linalg.norm(e))
+    return e / norm if norm > 1e-9 else None
+
+
 # --- the scorer ------------------------------------------------------------------
 
 
@@ -105,6 +203,17 @@ class DifficultyScorer:
     training prompts (scored out of fold) to the strong model, and
     ``share_pgr[i]`` the part of the quality gap that recovered: together they
     turn a cost-quality knob into a threshold.
+
+    Two paths, both ending in a calibrated probability:
+
+    - **text** (always): the word model's log-odds and the ``topic`` model's
+      expected-rate log-odds, combined by the logistic ``stack_text``
+      (weights, then bias). Artifacts without a topic model (older ones) use
+      the word model with its Platt ``calibration`` instead.
+    - **embedding** (when ``score`` is given an embedding and the artifact has
+      an ``embedding_head``): the same two plus the head's two, combined by
+      ``stack_embedding``. Only the embedding the caller already has is used;
+      the scorer never runs the encoder itself, so it stays sub-millisecond.
     """
 
     vocab: Mapping[str, int]
@@ -116,23 +225,57 @@ class DifficultyScorer:
     share_thresholds: FloatArray
     share_pgr: FloatArray
     provenance: str = ""
+    topic: TopicModel | None = None
+    stack_text: FloatArray | None = None
+    embedding_head: EmbeddingHead | None = None
+    stack_embedding: FloatArray | None = None
 
     # -- scoring --
 
-    def logit(self, text: str) -> float:
-        """The uncalibrated log-odds for ``text``."""
-        idx, val = sparse_row(text, self.vocab, self.idf)
+    def _word_logit(
+        self, idx: npt.NDArray[np.int64], val: FloatArray, dense: FloatArray
+    ) -> float:
         z = float(val @ self.word_weights[idx]) if len(idx) else 0.0
-        return z + float(dense_features(text) @ self.dense_weights) + self.bias
+        return z + float(dense @ self.dense_weights) + self.bias
+
+    def logit(self, text: str) -> float:
+        """The word model's uncalibrated log-odds for ``text``."""
+        idx, val = sparse_row(text, self.vocab, self.idf)
+        return self._word_logit(idx, val, dense_features(text))
+
+    @property
+    def uses_embedding(self) -> bool:
+        """Whether ``score`` reads an embedding when one is passed."""
+        return self.embedding_head is not None and self.stack_embedding is not None
+
+    @property
+    def emb_tokens(self) -> int | None:
+        """The token count of the embedding ``score`` reads (None: it reads
+        none), so a caller can tell whether the vector it has fits."""
+        return EMB_TOKENS if self.uses_embedding else None
 
     def score(self, text: str, embedding: object = None) -> float:
         """``hard_probability`` of ``text`` in 0..1.
 
-        ``embedding`` is accepted so an encoder backend can pass what it has;
-        this head reads the text only, so scores do not depend on the backend.
+        ``embedding``: the unit-norm ``EMB_DIM`` vector of the first
+        ``EMB_TOKENS`` tokens of ``embedding_input(text)``, if the caller has
+        it; anything else (None, another shape) scores by the text path.
         """
-        a, b = self.calibration
-        p = float(sigmoid(a * self.logit(text) + b))
+        idx, val = sparse_row(text, self.vocab, self.idf)
+        dense = dense_features(text)
+        z = self._word_logit(idx, val, dense)
+        if self.topic is None or self.stack_text is None:
+            a, b = self.calibration
+            p = float(sigmoid(a * z + b))
+        else:
+            feats = [z, self.topic.logit(idx, val)]
+            stack: FloatArray | None = self.stack_text
+            emb = as_embedding(embedding) if self.uses_embedding else None
+            if emb is not None and self.embedding_head is not None:
+                feats += self.embedding_head.logits(emb, dense)
+                stack = self.stack_embedding
+            assert stack is not None
+            p = float(sigmoid(float(stack[:-1] @ np.array(feats)) + stack[-1]))
         return min(max(p, 1e-6), 1.0 - 1e-6)
 
     def score_many(self, texts: Iterable[str]) -> FloatArray:
@@ -179,8 +322,31 @@ class DifficultyScorer:
     def save(self, path: Path) -> None:
         """Write the artifact (a numpy ``.npz``, no pickles)."""
         words = sorted(self.vocab, key=self.vocab.__getitem__)
+        extra: dict[str, Any] = {}
+        if self.topic is not None and self.stack_text is not None:
+            extra.update(
+                # float16 keeps the table small; its 3 significant digits are
+                # far finer than the differences between topics.
+                topic_log_likelihood=self.topic.log_likelihood.astype(np.float16),
+                topic_log_prior=self.topic.log_prior,
+                topic_rates=self.topic.rates,
+                topic_names=np.array("\n".join(self.topic.names)),
+                stack_text=self.stack_text,
+            )
+        head = self.embedding_head
+        if head is not None and self.stack_embedding is not None:
+            extra.update(
+                emb_weights=head.weights,
+                emb_bias=np.array(head.bias),
+                emb_topic_weights=head.topic_weights.astype(np.float32),
+                emb_topic_bias=head.topic_bias,
+                emb_topic_rates=head.topic_rates,
+                emb_tokens=np.array(EMB_TOKENS),
+                stack_embedding=self.stack_embedding,
+            )
         np.savez_compressed(
             path,
+            **extra,
             vocab=np.array("\n".join(words)),
             idf=self.idf.astype(np.float32),
             word_weights=self.word_weights.astype(np.float32),
@@ -209,6 +375,7 @@ class DifficultyScorer:
                     share_thresholds=z["share_thresholds"].astype(np.float64),
                     share_pgr=z["share_pgr"].astype(np.float64),
                     provenance=str(z["provenance"]),
+                    **_optional_parts(z),
                 )
         except (OSError, KeyError, ValueError, IndexError) as exc:
             raise DifficultyError(
@@ -218,6 +385,11 @@ class DifficultyScorer:
             raise DifficultyError(
                 f"difficulty artifact {path} is inconsistent: "
                 f"{len(words)} terms but {len(scorer.word_weights)} weights"
+            )
+        if scorer.topic is not None and len(scorer.topic.log_likelihood) > len(words):
+            raise DifficultyError(
+                f"difficulty artifact {path} is inconsistent: its topic model "
+                f"reads {len(scorer.topic.log_likelihood)} terms of {len(words)}"
             )
         if len(scorer.dense_weights) != N_DENSE:
             raise DifficultyError(
@@ -232,3 +404,37 @@ class DifficultyScorer:
         if not BUILTIN_PATH.is_file():
             return None
         return cls.load(BUILTIN_PATH)
+
+
+def _optional_parts(z: Any) -> dict[str, Any]:
+    """The topic model, embedding head and their stacks, where the artifact
+    has them (artifacts written before they existed have neither)."""
+    out: dict[str, Any] = {}
+    if "topic_log_likelihood" in z and "stack_text" in z:
+        names = str(z["topic_names"])
+        out["topic"] = TopicModel(
+            log_likelihood=z["topic_log_likelihood"].astype(np.float64),
+            log_prior=z["topic_log_prior"].astype(np.float64),
+            rates=z["topic_rates"].astype(np.float64),
+            names=tuple(names.split("\n")) if names else (),
+        )
+        out["stack_text"] = z["stack_text"].astype(np.float64)
+        if len(out["stack_text"]) != 3:
+            raise ValueError("stack_text must hold two weights and a bias")
+    if "emb_weights" in z and "stack_embedding" in z and "topic" in out:
+        if int(z["emb_tokens"]) != EMB_TOKENS:
+            raise ValueError(
+                f"embedding head trained on {int(z['emb_tokens'])} tokens, "
+                f"this mixroute embeds {EMB_TOKENS}"
+            )
+        out["embedding_head"] = EmbeddingHead(
+            weights=z["emb_weights"].astype(np.float64),
+            bias=float(z["emb_bias"]),
+            topic_weights=z["emb_topic_weights"].astype(np.float64),
+            topic_bias=z["emb_topic_bias"].astype(np.float64),
+            topic_rates=z["emb_topic_rates"].astype(np.float64),
+        )
+        out["stack_embedding"] = z["stack_embedding"].astype(np.float64)
+        if len(out["stack_embedding"]) != 5:
+            raise ValueError("stack_embedding must hold four weights and a bias")
+    return out
