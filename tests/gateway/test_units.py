@@ -36,6 +36,36 @@ def test_sse_survives_any_split_of_the_bytes() -> None:
         ]
 
 
+def test_sse_whole_events_and_line_by_line_agree_at_any_split() -> None:
+    # Without carriage returns the decoder takes whole events at a time; the
+    # unusual ones (comments, named events, several data lines, "data:" with
+    # no space, an empty event) must come out as the line parser gives them.
+    wire = (
+        'data: {"a": "€"}\n\n'
+        ": comment\n\n"
+        "event: ping\ndata: x\n\n"
+        "data: one\ndata: two\n\n"
+        "data:tight\n\n"
+        "\n\n"
+        "data: \n\n"
+        "data: [DONE]\n\n"
+    ).encode()
+    expected = [
+        (None, '{"a": "€"}'),
+        ("ping", "x"),
+        (None, "one\ntwo"),
+        (None, "tight"),
+        (None, ""),
+        (None, "[DONE]"),
+    ]
+    for cut in range(1, len(wire)):
+        for second in (cut, min(len(wire), cut + 7)):
+            d = SSEDecoder()
+            parts = [wire[:cut], wire[cut:second], wire[second:]]
+            events = [e for part in parts for e in d.feed(part)] + d.flush()
+            assert events == expected, (cut, second)
+
+
 def test_sse_byte_by_byte_and_unterminated_tail() -> None:
     d = SSEDecoder()
     events = []

@@ -222,14 +222,16 @@ def _convert(
 
 
 def _text_len(chunk: Mapping[str, Any]) -> int:
+    # Once per streamed chunk: ``dict`` checks (decoded JSON), not the ABC.
     n = 0
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, Mapping):
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return 0
+    for choice in choices:
+        if not isinstance(choice, dict):
             continue
-        text = choice.get("text")
         delta = choice.get("delta")
-        if isinstance(delta, Mapping):
-            text = delta.get("content")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if isinstance(text, str):
             n += len(text)
     return n

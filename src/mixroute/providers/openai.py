@@ -23,11 +23,24 @@ from mixroute.providers.base import (
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 _PATHS: dict[str, str] = {"chat": "chat/completions", "completions": "completions"}
 _MAX_MESSAGE = 500
+_DECODER = json.JSONDecoder()
+
+
+def _decode(text: str) -> Any:
+    """``json.loads`` for one stream event, without its whitespace scans in the
+    usual case (the event is exactly one JSON value)."""
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except ValueError:
+        return _DECODER.decode(text)  # leading whitespace, or not JSON: it says
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def usage_from(data: Any) -> Usage | None:
     """An OpenAI ``usage`` object as ``Usage``; None when absent or malformed."""
-    if not isinstance(data, Mapping):
+    if data is None or not isinstance(data, Mapping):
         return None
     prompt = data.get("prompt_tokens")
     completion = data.get("completion_tokens")
@@ -45,12 +58,13 @@ def has_content(chunk: Mapping[str, Any]) -> bool:
     if not isinstance(choices, list):
         return False
     for choice in choices:
-        if not isinstance(choice, Mapping):
+        # ``dict``, not ``Mapping``: decoded JSON, and the ABC check costs more.
+        if not isinstance(choice, dict):
             continue
         if choice.get("text"):
             return True
         delta = choice.get("delta")
-        if isinstance(delta, Mapping) and (
+        if isinstance(delta, dict) and (
             delta.get("content")
             or delta.get("tool_calls")
             or delta.get("function_call")
@@ -68,11 +82,13 @@ class OpenAIStreamTranslator:
         self.state = StreamState()
 
     def feed(self, event: str | None, data: str) -> list[dict[str, Any]]:
+        # Runs once per streamed token or so: kept to a few dict look-ups.
+        state = self.state
         if data == "[DONE]":
-            self.state.extra["done"] = True
+            state.extra["done"] = True
             return []
         try:
-            chunk = json.loads(data)
+            chunk = _decode(data)
         except ValueError:
             raise UpstreamProtocolError(
                 "The upstream sent a stream event that is not JSON."
@@ -84,14 +100,16 @@ class OpenAIStreamTranslator:
             raise UpstreamStatusError(
                 _error_text(chunk), status=status, body=data.encode()
             )
-        usage = usage_from(chunk.get("usage"))
+        usage = chunk.get("usage")
         if usage is not None:
-            self.state.usage = usage
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, Mapping) and choice.get("finish_reason"):
-                self.state.finish_reason = str(choice["finish_reason"])
-        if not self.state.content_started and has_content(chunk):
-            self.state.content_started = True
+            state.usage = usage_from(usage) or state.usage
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    state.finish_reason = str(choice["finish_reason"])
+        if not state.content_started and has_content(chunk):
+            state.content_started = True
         return [chunk]
 
     def finish(self) -> list[dict[str, Any]]:

@@ -23,11 +23,25 @@ class SSEDecoder:
         """The events completed by ``chunk`` (possibly none)."""
         if self._buffer:
             chunk = self._buffer + chunk
-        lines = chunk.split(b"\n")
-        self._buffer = lines.pop()
         events: list[Event] = []
-        for raw in lines:
-            self._line(raw, events)
+        if self._data or self._event is not None or b"\r" in chunk:
+            lines = chunk.split(b"\n")
+            self._buffer = lines.pop()
+            for raw in lines:
+                self._line(raw, events)
+            return events
+        # Between events, without carriage returns: whole events at a time.
+        # The usual one (a single ``data:`` line, as OpenAI-compatible servers
+        # send) is taken as it is; any other goes through the line parser.
+        blocks = chunk.split(b"\n\n")
+        self._buffer = blocks.pop()
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append((None, block[6:].decode("utf-8", "replace")))
+                continue
+            for raw in block.split(b"\n"):
+                self._line(raw, events)
+            self._line(b"", events)
         return events
 
     def flush(self) -> list[Event]:
