@@ -160,6 +160,11 @@ class GuardMiddleware:
     async def _inspect(
         self, body: dict[str, Any], key: ClientKey | None, request_id: str, size: int
     ) -> GuardOutcome:
+        g = self.guards
+        if key is None and not g.scan_pii and not g.scan_jailbreak:
+            # Nothing to scan, and no key whose routes or models are limited:
+            # every policy would leave the request as it is.
+            return GuardOutcome(body)
         loop = asyncio.get_running_loop()
         executor = getattr(self.gateway, "executor", None)
         scan = None

@@ -211,7 +211,7 @@ class Guards:
     def check(self, body: Mapping[str, Any], size: int) -> None:
         """Request shape limits; raises a 400 or 413 naming the limit."""
         check_body_size(size, self.config.limits, self.config.server.max_body_bytes)
-        check_limits(dict(body), self.config.limits)
+        check_limits(body if isinstance(body, dict) else dict(body), self.config.limits)
 
     async def admit(self, key: ClientKey | None, prompt_tokens: int) -> None:
         await self.limiter.admit(key, prompt_tokens)
