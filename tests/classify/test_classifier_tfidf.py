@@ -140,6 +140,18 @@ def test_messages_use_the_last_user_turn_and_ignore_images(tfidf: Classifier) ->
     assert tfidf.classify_messages([]).confidence == 0.0
 
 
+def test_lookup_answers_only_what_was_classified(tfidf: Classifier) -> None:
+    messages = [{"role": "user", "content": "Sort a list of tuples in Rust, please."}]
+    assert tfidf.lookup_messages(messages) is None  # computes nothing
+    first = tfidf.classify_messages(messages)
+    again = [{"role": "user", "content": "  sort a list of tuples in RUST, please. "}]
+    hit = tfidf.lookup_messages(again)  # the cache key folds case and spaces
+    assert hit is not None
+    assert (hit.route, hit.confidence) == (first.route, first.confidence)
+    other = [{"role": "user", "content": "Sort a list of tuples in Go, please."}]
+    assert tfidf.lookup_messages(other) is None
+
+
 def test_context_turn_helps_a_vague_follow_up(tfidf: Classifier) -> None:
     follow_up = "ok, and the second one?"
     alone = tfidf.classify(follow_up)

@@ -126,11 +126,12 @@ class CompletionEndpoint:
         model = data.get("model")
         messages = data.get("messages")
         pending = None
+        short = len(body) <= INLINE_TOKENIZE_BYTES
         if model == "auto" and self.kind == "chat" and isinstance(messages, list):
-            pending = gw.start_classification(messages)
+            pending = gw.start_classification(messages, short=short)
         elif model == "auto" and isinstance(data.get("prompt"), str):
             prompt = [{"role": "user", "content": data["prompt"]}]
-            pending = gw.start_classification(prompt)
+            pending = gw.start_classification(prompt, short=short)
         try:
             req = validate(self.schema, data)
         except ClientError:
@@ -155,8 +156,7 @@ class CompletionEndpoint:
             )
             # It reads and hashes the messages: a long prompt goes to the thread
             # pool, while a short one costs less than the hop there and back.
-            small = len(body) <= INLINE_TOKENIZE_BYTES
-            preq = build() if small else await gw.off_loop(build)
+            preq = build() if short else await gw.off_loop(build)
         if pending is not None and gw.obs.tracer.enabled:
             with gw.obs.span("mixroute.classify"):
                 await asyncio.wait([pending])

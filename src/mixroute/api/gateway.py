@@ -192,10 +192,20 @@ class Gateway:
     # decide ------------------------------------------------------------------
 
     def start_classification(
-        self, messages: Sequence[Mapping[str, Any]]
+        self, messages: Sequence[Mapping[str, Any]], *, short: bool = False
     ) -> asyncio.Future[Classification]:
-        """Classify on the thread pool; await the future when it is needed."""
+        """Classify on the thread pool; await the future when it is needed.
+
+        A ``short`` prompt is first looked up in the classifier's cache here on
+        the event loop: a repeated prompt then costs no trip to the pool."""
         loop = asyncio.get_running_loop()
+        lookup = getattr(self.classifier, "lookup_messages", None)
+        if short and lookup is not None:
+            hit = lookup(messages)
+            if hit is not None:
+                done: asyncio.Future[Classification] = loop.create_future()
+                done.set_result(hit)
+                return done
         return loop.run_in_executor(
             self.executor, self.classifier.classify_messages, messages
         )

@@ -130,6 +130,22 @@ class RouterClassifier:
         last, context = textmod.messages_text(messages)
         return self._cached(last, context)
 
+    def lookup_messages(
+        self, messages: Sequence[Mapping[str, object]]
+    ) -> Classification | None:
+        """The cached classification of ``messages``, or None: nothing is
+        computed, so a short prompt can be looked up on the event loop."""
+        if not self.settings.cache_size:
+            return None
+        started = time.perf_counter()
+        last, context = textmod.messages_text(messages)
+        key = self._key(last, context)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        return None if hit is None else _with_latency(hit, started)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 rows: the encoder's, or hashed TF-IDF on ``tfidf``."""
         windows = [textmod.clean(t, self.settings.max_chars) for t in texts]
@@ -143,9 +159,7 @@ class RouterClassifier:
 
     def _cached(self, text: str, context: str) -> Classification:
         started = time.perf_counter()
-        key = textmod.cache_key(text[:20000]) + "\0" + textmod.cache_key(context)
-        if len(text) > 20000:
-            key += f"\0{len(text)}:{hash(text)}"
+        key = self._key(text, context)
         if self.settings.cache_size:
             with self._lock:
                 hit = self._cache.get(key)
@@ -160,6 +174,13 @@ class RouterClassifier:
                 while len(self._cache) > self.settings.cache_size:
                     self._cache.popitem(last=False)
         return _with_latency(result, started)
+
+    @staticmethod
+    def _key(text: str, context: str) -> str:
+        key = textmod.cache_key(text[:20000]) + "\0" + textmod.cache_key(context)
+        if len(text) > 20000:
+            key += f"\0{len(text)}:{hash(text)}"
+        return key
 
     def _classify(self, text: str, context: str) -> Classification:
         window = textmod.clean(text, self.settings.max_chars)
