@@ -406,8 +406,9 @@ def _curve_note(
     weak = [bool(r["weak_correct"]) for r in rows]
     strong = [bool(r["strong_correct"]) for r in rows]
     curve = cost_quality_curve(scores, weak, strong)
+    cpt = "/".join(f"{curve.share_to_recover(p):.4f}" for p in (0.5, 0.8, 0.95))
     return (
-        f"{name}_apgr={curve.apgr():.4f} "
+        f"{name}_apgr={curve.apgr():.4f} {name}_cpt50/80/95={cpt} "
         f"{name}_share_for_95pct={curve.share_for_quality(0.95):.4f}"
     )
 
