@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,17 +64,41 @@ class Run:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+#: A model name ending in this asks ``load`` for a prompt new to the gateway
+#: on every request, so that its classifier's cache never answers.
+NEW_PROMPTS = "#new"
+_sent = itertools.count()
+
+
+def new_prompts() -> list[str]:
+    """The demo prompts shipped with mixroute (licences in their NOTICE)."""
+    from importlib import resources
+
+    text = resources.files("mixroute.demo_data").joinpath("prompts.jsonl").read_text()
+    return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+
+
+def _bodies(model: str, stream: bool) -> Iterator[bytes]:
+    """The request bodies for ``model``: one repeated, or each one new."""
+
+    def body(prompt: str) -> bytes:
+        messages = [{"role": "user", "content": prompt}]
+        name = model.removesuffix(NEW_PROMPTS)
+        return json.dumps(
+            {"model": name, "messages": messages, "stream": stream}
+        ).encode()
+
+    if not model.endswith(NEW_PROMPTS):
+        return itertools.repeat(body(PROMPT))
+    prompts = new_prompts()
+    return (body(f"{prompts[n % len(prompts)]}\n\n(request {n})") for n in _sent)
+
+
 async def load(
     url: str, model: str, *, stream: bool, concurrency: int, per_worker: int
 ) -> tuple[list[float], list[float], int, float]:
     """Closed-loop load: ``concurrency`` workers × ``per_worker`` requests each."""
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": PROMPT}],
-            "stream": stream,
-        }
-    ).encode()
+    bodies = _bodies(model, stream)
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
     ttfts: list[float] = []
@@ -86,6 +112,7 @@ async def load(
             for _ in range(per_worker):
                 t0 = time.perf_counter()
                 first: float | None = None
+                body = next(bodies)
                 try:
                     async with session.post(url, data=body, headers=headers) as resp:
                         if stream:

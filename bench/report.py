@@ -198,10 +198,14 @@ def _overhead(r: dict[str, Any] | None) -> list[str]:
         f"worker, telemetry and remote cost-map fetch off, no database, no client "
         f"auth): ready {r.get('litellm_ready_seconds')} s after spawn; "
         f"connections to non-loopback addresses seen during the run: "
-        f"{r.get('litellm_non_loopback_connections') or 'none'}. All five targets "
+        f"{r.get('litellm_non_loopback_connections') or 'none'}. All six targets "
         "in one run, interleaved rounds, against one fast fake upstream on "
         "127.0.0.1; each proxy pinned to CPU 1, load generator and upstream on "
-        "CPU 0. Added = target minus direct. Streams: time to first token.",
+        "CPU 0. Added = target minus direct. Streams: time to first token. "
+        "`mixroute-auto` sends one prompt again and again, so after the first "
+        "request the classifier's cache answers; `mixroute-auto-new` sends a "
+        "prompt new to the gateway every time (a shipped demo prompt plus a "
+        "request number), so the classifier runs on every request.",
         "",
     ]
     for mode, rows in r["summary"].items():
@@ -213,8 +217,16 @@ def _overhead(r: dict[str, Any] | None) -> list[str]:
             ["direct", _f(d["p50_ms"]), "–", "–", "–", _f(d["rps_c64"], ".0f"), "1.00"]
             + ["–"] * 2
         )
-        for t in ("bare-proxy", "mixroute-named", "mixroute-auto", "litellm"):
-            x = rows[t]
+        for t in (
+            "bare-proxy",
+            "mixroute-named",
+            "mixroute-auto",
+            "mixroute-auto-new",
+            "litellm",
+        ):
+            x = rows.get(t)
+            if x is None:
+                continue
             table.append(
                 [
                     t,

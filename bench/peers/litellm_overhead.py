@@ -2,9 +2,12 @@
 
     python -m bench.peers.litellm_overhead [--n1 N] [--n64 N]
 
-Five targets on loopback against one fast fake upstream (bench/overhead.py's,
+Six targets on loopback against one fast fake upstream (bench/overhead.py's,
 in its own process): ``direct``, ``bare-proxy`` (bench/bare_proxy.py),
-``mixroute-named`` and ``mixroute-auto`` (classification off / on) and
+``mixroute-named`` (classification off), ``mixroute-auto`` (on, one prompt
+repeated, so the classifier's cache answers after the first request),
+``mixroute-auto-new`` (on, every prompt new to the gateway: one of the shipped
+demo prompts plus a request number, so the classifier runs every time) and
 ``litellm`` (``litellm[proxy]``, pinned, in ``.bench-venv/litellm``, one
 worker, telemetry and the remote cost-map fetch off, no database). The load
 generator and the interleaved rounds are bench/overhead.py's, so the ratios
@@ -35,7 +38,13 @@ from bench.peers import venv
 LITELLM = "litellm[proxy]==1.106.12"
 RESULTS = ov.ROOT / "bench" / "results" / "peers_overhead.json"
 STARTED = [0.0]  # when the servers were spawned (for LiteLLM's start-up time)
-TARGETS = ("bare-proxy", "mixroute-named", "mixroute-auto", "litellm")
+TARGETS = (
+    "bare-proxy",
+    "mixroute-named",
+    "mixroute-auto",
+    "mixroute-auto-new",
+    "litellm",
+)
 
 # LiteLLM reads these at import: no telemetry, the bundled cost map instead of
 # fetching one, no database, quiet logs (mixroute's access log is off too).
@@ -149,7 +158,7 @@ def summarise(runs: list[ov.Run]) -> dict[str, Any]:
             r["p50_vs_direct"] = _ratio(r["p50_ms"], rows["direct"]["p50_ms"])
             r["p99_vs_direct"] = _ratio(r["p99_ms"], rows["direct"]["p99_ms"])
         checks = {}
-        for t in ("mixroute-named", "mixroute-auto"):
+        for t in ("mixroute-named", "mixroute-auto", "mixroute-auto-new"):
             r = rows[t]
             checks[t] = {
                 "added_p50_le_eighth_of_litellm": r["added_p50_ms"]
@@ -300,6 +309,13 @@ async def _run(
         "mixroute-auto": (
             f"http://127.0.0.1:{ports['mix']}{path}",
             "auto",
+            pids["mix"],
+        ),
+        # Every request a prompt new to the gateway: the classifier runs each
+        # time (above, one prompt repeated: its cache answers after the first).
+        "mixroute-auto-new": (
+            f"http://127.0.0.1:{ports['mix']}{path}",
+            "auto" + ov.NEW_PROMPTS,
             pids["mix"],
         ),
         "litellm": (f"http://127.0.0.1:{ports['lite']}{path}", "up", pids["lite"]),

@@ -34,9 +34,9 @@ def _runs(added: dict[str, float], rps: dict[str, float]) -> list[Run]:
 
 def test_summary_checks_the_issue_targets() -> None:
     added = {"bare-proxy": 0.5, "mixroute-named": 1.0, "mixroute-auto": 3.0}
-    added["litellm"] = 16.0
+    added |= {"mixroute-auto-new": 2.5, "litellm": 16.0}
     rps = {"direct": 5000, "bare-proxy": 2000, "mixroute-named": 1200}
-    rps |= {"mixroute-auto": 900, "litellm": 100}
+    rps |= {"mixroute-auto": 900, "mixroute-auto-new": 400, "litellm": 100}
     s = litellm_overhead.summarise(_runs(added, rps))
 
     named = s["whole"]["targets_met"]["mixroute-named"]
@@ -48,6 +48,9 @@ def test_summary_checks_the_issue_targets() -> None:
     }
     assert auto["added_p50_le_eighth_of_litellm"] is False  # 3 > 16 / 8
     assert auto["rps_c64_ge_half_bare"] is False  # 900 < 1000
+    new = s["whole"]["targets_met"]["mixroute-auto-new"]
+    assert new["added_p50_le_eighth_of_litellm"] is False  # 2.5 > 2
+    assert new["rps_c64_ge_10x_litellm"] is False  # 400 < 1000
     assert s["stream"]["mixroute-named"]["rps_vs_litellm"] == pytest.approx(12.0)
     assert s["whole"]["mixroute-named"]["added_p50_vs_litellm"] == pytest.approx(1 / 16)
 
@@ -57,9 +60,9 @@ def test_report_writes_every_section(
 ) -> None:
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     added = {"bare-proxy": 0.5, "mixroute-named": 1.0, "mixroute-auto": 1.5}
-    added["litellm"] = 20.0
+    added |= {"mixroute-auto-new": 2.0, "litellm": 20.0}
     rps = {"direct": 5000, "bare-proxy": 2000, "mixroute-named": 1500}
-    rps |= {"mixroute-auto": 1100, "litellm": 100}
+    rps |= {"mixroute-auto": 1100, "mixroute-auto-new": 600, "litellm": 100}
     (tmp_path / "peers_overhead.json").write_text(
         json.dumps(
             {
@@ -87,6 +90,7 @@ def test_report_writes_every_section(
 
     assert "## 1. Gateway overhead beside LiteLLM" in text
     assert "| litellm | 21.00 | 20.00 |" in text
+    assert "| mixroute-auto-new | 3.00 | 2.00 |" in text
     assert "req/s ≥ 10× LiteLLM's: yes" in text
     assert "## 2. Classification" in text  # present, with "skipped" or "not run"
     assert "| 1 | small | 500 | 2.00 | 4.00 | 0 |" in text
