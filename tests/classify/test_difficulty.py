@@ -359,3 +359,32 @@ def test_smoothing_moves_labels_toward_their_training_group() -> None:
     # group a's rate is 1/3; b's is its own label; c is unseen in train.
     assert smoothed == pytest.approx([2 / 3, 1 / 6, 1 / 6, 1.0, 1.0])
     assert smooth_labels(y, groups, train, 0.0) is y
+
+
+def test_classifier_hands_its_cascade_embedding_to_the_scorer(
+    onnx: Any, builtin: DifficultyScorer, encoder: OnnxEncoder
+) -> None:
+    # Each classification's hard_probability is the text path's score, or,
+    # where the cascade embedded the prompt, the embedding path's.
+    from mixroute.classify.text import clean
+
+    # Questions the text stage is unsure of (so the cascade embeds them).
+    unsure = [
+        "Which treaty ended the Thirty Years War?\nA. Westphalia\nB. Utrecht\n"
+        "C. Versailles\nD. Paris\nAnswer:",
+        "An auditor finds that a client has not recorded a liability. What should "
+        "the auditor do first?\nA. Resign\nB. Discuss it with management\n"
+        "C. Report to the police\nD. Ignore it\nAnswer:",
+    ]
+    paths = []
+    for text in [*EASY, *HARD, *unsure]:
+        c = onnx.classify(text)
+        window = clean(text, onnx.settings.max_chars)
+        emb = encoder.embed([embedding_input(window)], EMB_TOKENS)[0]
+        by_text, by_emb = builtin.score(window), builtin.score(window, emb)
+        if c.hard_probability == pytest.approx(by_text, abs=1e-9):
+            paths.append("text")
+        else:
+            assert c.hard_probability == pytest.approx(by_emb, abs=1e-4), text
+            paths.append("embedding")
+    assert "embedding" in paths, "no prompt went through the cascade"
