@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from mixroute import __version__
+from mixroute import __version__, wirejson
 from mixroute.config.schema import MixrouteConfig, ModelConfig
 from mixroute.errors import (
     UnsendableRequest,
@@ -64,9 +64,8 @@ def is_client_fault(exc: BaseException) -> bool:
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Compact JSON bytes, as sent to clients (an upstream's lone surrogate
     escape, which has no UTF-8 form, goes out escaped again)."""
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     try:
-        return text.encode()
+        return wirejson.dumps(payload)
     except UnicodeEncodeError:
         return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -147,7 +146,7 @@ class UpstreamPool:
                 await self._check_status(model, resp)
                 raw = await resp.read()
                 try:
-                    return raw, json.loads(raw)
+                    return raw, wirejson.loads(raw)
                 except ValueError:
                     raise UpstreamProtocolError(
                         "The upstream answer is not JSON.", model=model.name
@@ -207,9 +206,7 @@ class UpstreamPool:
         if stream:
             all_headers["accept"] = "text/event-stream"
         try:
-            data = json.dumps(
-                req.json, separators=(",", ":"), ensure_ascii=False
-            ).encode()
+            data = wirejson.dumps(req.json)
         except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
             # Our body, not the upstream, is at fault: no breaker failure.
             raise UnsendableRequest(
