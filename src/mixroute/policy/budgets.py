@@ -52,6 +52,8 @@ class BudgetBook:
         self, key_id: str | None, route: str | None, now: datetime
     ) -> list[BudgetSlot]:
         """The budgets that apply to a request of ``key_id`` on ``route``."""
+        if not self.budgets:
+            return []
         local = now.astimezone(self.tz)
         out = []
         for b in self.budgets:
