@@ -28,6 +28,7 @@ from typing import Any
 
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
+from mixroute.state.bulk import insert_rows
 
 log = logging.getLogger(__name__)
 #: The writer thread inserts queued rows at least this often (seconds) ...
@@ -145,10 +146,7 @@ class FeedbackBook:
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                insert_rows(self._conn, "INSERT OR IGNORE INTO requests", 7, rows)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -17,6 +17,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from mixroute.state.bulk import insert_rows
+
 log = logging.getLogger("mixroute.ledger")
 T = TypeVar("T")
 _BATCH = 512
@@ -69,9 +71,7 @@ SCHEMA = (
     + ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in COLUMNS)
     + ")"
 )
-_INSERT = (
-    f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
+_INSERT_HEAD = f"INSERT INTO usage ({', '.join(COLUMNS)})"
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -206,6 +206,6 @@ class Ledger:
         try:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, batch)
+                insert_rows(conn, _INSERT_HEAD, len(COLUMNS), batch)
         except sqlite3.Error:
             log.exception("could not write %d usage rows to the ledger", len(batch))
