@@ -110,6 +110,9 @@ class UpstreamPool:
                 headers={"user-agent": USER_AGENT},
                 auto_decompress=True,
                 trust_env=False,
+                # One session serves every client: a cookie an upstream sets
+                # must never ride along on another client's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
