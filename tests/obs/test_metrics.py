@@ -104,6 +104,26 @@ async def test_metrics_follow_the_ledger_and_leak_nothing(
     assert value(m, "mixroute_in_flight_requests") == 0
 
 
+async def test_in_flight_counts_requests_being_served(
+    fakes: dict[str, FakeUpstream], urls: dict[str, str]
+) -> None:
+    app = build_app(obs_config(urls))
+    fakes["small"].push(Reply(kind="answer", delay=1.0))
+    async with in_process(app) as client:
+        pending = asyncio.ensure_future(_chat(client, "small"))
+        seen = 0.0
+        for _ in range(100):  # bounded: up to 1 s
+            m = samples((await client.get("/metrics")).text)
+            seen = value(m, "mixroute_in_flight_requests")
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == 1
+        assert (await pending).status_code == 200
+        m = samples((await client.get("/metrics")).text)
+    assert value(m, "mixroute_in_flight_requests") == 0
+
+
 async def test_each_app_has_its_own_registry(urls: dict[str, str]) -> None:
     a, b = build_app(obs_config(urls)), build_app(obs_config(urls))
     async with in_process(a) as ca, in_process(b) as cb:

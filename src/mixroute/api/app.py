@@ -252,10 +252,10 @@ class Completions:
     def __init__(self, app: GuardMiddleware, gw: Gateway, paths: frozenset[str]):
         self.app = app
         self.paths = paths
-        self.gauge = gw.obs.metrics.in_flight
+        self.metrics = gw.obs.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.gauge.inc()
+        self.metrics.in_flight_count += 1
         try:
             await self.app(scope, receive, send)
         except Exception:
@@ -268,7 +268,7 @@ class Completions:
             except Exception:
                 pass  # the answer had begun: the server closes the connection
         finally:
-            self.gauge.dec()
+            self.metrics.in_flight_count -= 1
 
 
 def _alias(name: str, created: int, what: str) -> dict[str, Any]:
