@@ -27,7 +27,7 @@ _MAX_MESSAGE = 500
 
 def _decode(text: str) -> Any:
     """``json.loads`` for one stream event (orjson first, see ``wirejson``)."""
-    return wirejson.loads(text)
+    return wirejson.loads_event(text)
 
 
 def usage_from(data: Any) -> Usage | None:
