@@ -152,3 +152,24 @@ async def test_route_and_monthly_budgets_roll_over_in_the_time_zone(
     assert d.trace is not None and [x.budget for x in d.trace.reservations] == [
         "all-month"
     ]
+
+
+async def test_explicit_shortcut_only_without_budgets(
+    engine_for: Callable[..., PolicyEngine],
+) -> None:
+    r = req(model="large", key_id="k1", prompt_tokens=1000, max_tokens=1000)
+    budgeted = engine_for(make_config(budgets=[_budget()]))
+    # A budget reserves for named models too: the full decision is needed.
+    assert budgeted.explicit("large", r) is None
+    free = engine_for(make_config())
+    quick = free.explicit("large", r)
+    full = await free.decide(None, r)
+    assert quick is not None and quick.trace is not None
+    assert (quick.model, quick.candidates, quick.rule, quick.route) == (
+        full.model,
+        full.candidates,
+        full.rule,
+        full.route,
+    )
+    assert quick.trace.request is r
+    assert free.explicit("no-such-model", r) is None

@@ -231,6 +231,23 @@ class PolicyEngine:
             trace=trace,
         )
 
+    def explicit(self, model: str, request: PolicyRequest) -> RoutingDecision | None:
+        """``decide`` for a request that names ``model``, when no budget is
+        configured: then no rule applies to it (routes, A/B tests, sessions,
+        time, capabilities and health steer only routed requests), so it is
+        the seed's chain, with the trace the outcome is recorded against.
+        None when budgets are configured (``decide`` reserves their share)."""
+        if self.config.policies.budgets or model not in self._models:
+            return None
+        base = self.seed.for_model(model)
+        return RoutingDecision(
+            base.model,
+            base.candidates,
+            None,
+            base.rule,
+            trace=PolicyTrace(request=request),
+        )
+
     async def _counted(self, req: PolicyRequest) -> PolicyRequest:
         # Tokenizing every prompt cost more than the rest of the decision; the
         # upper bound from ``from_body`` settles most requests. Budgets price
