@@ -357,7 +357,9 @@ class PolicyEngine:
         # tokenized off the event loop (a megabyte takes about a second).
         if not req.messages or not self.config.policies.context.trim:
             return None
-        if all(fits(self._model(m), req.prompt_tokens, req.max_tokens) for m in order):
+        if self._fits_every_model(req) or all(
+            fits(self._model(m), req.prompt_tokens, req.max_tokens) for m in order
+        ):
             return None
         if req.prompt_tokens > _INLINE_COUNT:
             return await asyncio.to_thread(self.min_prompt_tokens, req.messages)
@@ -366,6 +368,9 @@ class PolicyEngine:
     def _filter_capable(
         self, order: list[str], req: PolicyRequest, floor: int | None
     ) -> tuple[list[str], list[str], bool]:
+        n = req.needs
+        if not (n.vision or n.tools or n.json) and self._fits_every_model(req):
+            return order, [], False  # the usual request: every model can serve it
         able = [m for m in order if not lacks(self._model(m), req.needs)]
         skipped = [m for m in order if m not in able]
         if not able:
