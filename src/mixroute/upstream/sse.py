@@ -48,7 +48,9 @@ class SSEDecoder:
         """Events left when the body ended without a final blank line."""
         events: list[Event] = []
         if self._buffer:
-            self._line(self._buffer, events)
+            # Between events the buffer can hold several whole lines.
+            for raw in self._buffer.split(b"\n"):
+                self._line(raw, events)
             self._buffer = b""
         self._line(b"", events)
         return events
