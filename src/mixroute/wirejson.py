@@ -7,7 +7,8 @@ encodes the upstream request; orjson does each several times faster than the
 ``json`` module decides instead, so what is accepted, and every error a client
 sees, stays what the standard library gives. orjson reads an integer past 64
 bits as a float, so a document with a run of 19 or more digits goes to the
-``json`` module too (which keeps the integer exact).
+``json`` module too (which keeps the integer exact), and so does one with
+enough brackets to be nested past the json module's recursion limit.
 """
 
 from __future__ import annotations
@@ -22,14 +23,25 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
 
 
+# orjson reads nesting to 1024 levels; the json module stops where Python's
+# recursion limit does (about 990 levels less the caller's stack). A document
+# with this many brackets could be nested that deep, so the json module decides.
+_MANY_BRACKETS = 512
+
+
+def _orjson_may_decide(data: bytes | str) -> bool:
+    if isinstance(data, bytes):
+        long = _LONG_DIGITS.search(data)
+        brackets = data.count(b"[") + data.count(b"{")
+    else:
+        long = _LONG_DIGITS_TEXT.search(data)
+        brackets = data.count("[") + data.count("{")
+    return long is None and brackets <= _MANY_BRACKETS
+
+
 def loads(data: bytes | str) -> Any:
     """Decode one JSON document; ``ValueError`` (the ``json`` module's) if bad."""
-    long = (
-        _LONG_DIGITS.search(data)
-        if isinstance(data, bytes)
-        else _LONG_DIGITS_TEXT.search(data)
-    )
-    if long is None:
+    if _orjson_may_decide(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -51,12 +63,7 @@ def loads_fast(data: bytes | str) -> Any:
     """``loads`` where orjson accepts the document as it is, else None (then the
     caller decodes it the slow way, with its own error messages). A JSON
     ``null`` also gives None."""
-    long = (
-        _LONG_DIGITS.search(data)
-        if isinstance(data, bytes)
-        else _LONG_DIGITS_TEXT.search(data)
-    )
-    if long is not None:
+    if not _orjson_may_decide(data):
         return None
     try:
         return orjson.loads(data)
