@@ -31,12 +31,12 @@ _MANY_BRACKETS = 512
 
 def _orjson_may_decide(data: bytes | str) -> bool:
     if isinstance(data, bytes):
-        long = _LONG_DIGITS.search(data)
+        long = _LONG_DIGITS.search(data) is not None
         brackets = data.count(b"[") + data.count(b"{")
     else:
-        long = _LONG_DIGITS_TEXT.search(data)
+        long = _LONG_DIGITS_TEXT.search(data) is not None
         brackets = data.count("[") + data.count("{")
-    return long is None and brackets <= _MANY_BRACKETS
+    return not long and brackets <= _MANY_BRACKETS
 
 
 def loads(data: bytes | str) -> Any:
