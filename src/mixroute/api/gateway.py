@@ -389,7 +389,10 @@ class Gateway:
                 continue
             ctx.model = model.name
             ctx.usage = usage
-            ctx.answer_bytes = raw if provider.passes_answer_through else None
+            # Only plain UTF-8 goes on as sent: a BOM or UTF-16/32 answer (the
+            # json module reads those) is encoded again as UTF-8.
+            plain = json.detect_encoding(raw) == "utf-8"
+            ctx.answer_bytes = raw if plain and provider.passes_answer_through else None
             return response
         raise attempts.exhausted()
 
