@@ -12,6 +12,7 @@ from policy_helpers import classified, make_config, req
 
 from mixroute.errors import ClientError
 from mixroute.policy import FakeClock, Outcome, PolicyEngine
+from mixroute.policy.decision import SeedPolicy
 
 # One request to "large" with 1000 prompt and 1000 output tokens costs at most
 # (1000·2 + 1000·8)/1e6 = 0.01 USD.
@@ -154,22 +155,24 @@ async def test_route_and_monthly_budgets_roll_over_in_the_time_zone(
     ]
 
 
-async def test_explicit_shortcut_only_without_budgets(
+async def test_named_model_decision_with_and_without_budgets(
     engine_for: Callable[..., PolicyEngine],
 ) -> None:
     r = req(model="large", key_id="k1", prompt_tokens=1000, max_tokens=1000)
-    budgeted = engine_for(make_config(budgets=[_budget()]))
-    # A budget reserves for named models too: the full decision is needed.
-    assert budgeted.explicit("large", r) is None
-    free = engine_for(make_config())
-    quick = free.explicit("large", r)
-    full = await free.decide(None, r)
-    assert quick is not None and quick.trace is not None
-    assert (quick.model, quick.candidates, quick.rule, quick.route) == (
-        full.model,
-        full.candidates,
-        full.rule,
-        full.route,
+    # A budget reserves for named models too.
+    budgeted = await engine_for(make_config(budgets=[_budget()])).decide(None, r)
+    assert budgeted.trace is not None and budgeted.trace.reservations
+    # Without one, no rule applies: the seed's chain, traced for the outcome.
+    free = await engine_for(make_config()).decide(None, r)
+    seed = SeedPolicy(make_config()).for_model("large")
+    assert free.trace is not None and free.trace.request is r
+    assert (free.model, free.candidates, free.rule, free.route) == (
+        seed.model,
+        seed.candidates,
+        seed.rule,
+        seed.route,
     )
-    assert quick.trace.request is r
-    assert free.explicit("no-such-model", r) is None
+    assert not free.trace.reservations
+    with pytest.raises(ClientError) as unknown:
+        await engine_for(make_config()).decide(None, req(model="no-such-model"))
+    assert unknown.value.status == 404

@@ -219,10 +219,6 @@ class Gateway:
     ) -> RoutingDecision:
         """The routing decision for the ``model`` field of a request."""
         if self.engine is not None and request is not None and self._known(model):
-            if model in self.models:
-                known = self.engine.explicit(model, request)
-                if known is not None:
-                    return known
             if model != "auto" or pending is not None:
                 c = await pending if pending is not None else None
                 return await self.engine.decide(c, request)

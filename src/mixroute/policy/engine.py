@@ -132,6 +132,9 @@ class PolicyEngine:
         rule order). Raises ``ClientError`` 404 for an unknown model or route,
         400 when no candidate has the capabilities the request needs, 429
         ``budget_exceeded`` when a budget has no room."""
+        known = self._explicit(request)
+        if known is not None:
+            return known
         now = request.now or self.clock.now()
         request = await self._counted(request)
         await self._refresh_feedback(now.timestamp())
@@ -231,15 +234,15 @@ class PolicyEngine:
             trace=trace,
         )
 
-    def explicit(self, model: str, request: PolicyRequest) -> RoutingDecision | None:
-        """``decide`` for a request that names ``model``, when no budget is
-        configured: then no rule applies to it (routes, A/B tests, sessions,
-        time, capabilities and health steer only routed requests), so it is
-        the seed's chain, with the trace the outcome is recorded against.
-        None when budgets are configured (``decide`` reserves their share)."""
-        if self.config.policies.budgets or model not in self._models:
+    def _explicit(self, request: PolicyRequest) -> RoutingDecision | None:
+        # A request naming a model when no budget is configured: no rule
+        # applies to it (routes, A/B tests, sessions, time, capabilities and
+        # health steer only routed requests), so it is the seed's chain with the
+        # trace its outcome is recorded against, without the rule pass. None
+        # otherwise (with budgets, ``decide`` reserves their share).
+        if self.config.policies.budgets or request.model not in self._models:
             return None
-        base = self.seed.for_model(model)
+        base = self.seed.for_model(request.model)
         return RoutingDecision(
             base.model,
             base.candidates,
