@@ -41,12 +41,9 @@ def _orjson_may_decide(data: bytes | str) -> bool:
 
 def loads(data: bytes | str) -> Any:
     """Decode one JSON document; ``ValueError`` (the ``json`` module's) if bad."""
-    if _orjson_may_decide(data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+    value = loads_fast(data)
+    # None: orjson left it to the json module (or the document is ``null``).
+    return value if value is not None else json.loads(data)
 
 
 def loads_event(text: str) -> Any:

@@ -121,7 +121,7 @@ async def test_an_unencodable_body_is_not_an_upstream_failure(
         )
         for _ in range(6):
             with pytest.raises(UnsendableRequest):
-                await pool.request_json(model, req, {})
+                await pool.request_answer(model, req, {})
         assert pool.breakers["small"].state == "closed"
     finally:
         await pool.close()

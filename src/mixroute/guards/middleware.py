@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mixroute.api.wire import BODY_SCOPE_KEY, parse_json
+from mixroute.api.wire import BODY_SCOPE_KEY, header, parse_json
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.guards.pii import StreamRestorer
@@ -44,13 +44,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class _TooLarge(Exception):
@@ -101,7 +94,7 @@ class GuardMiddleware:
         needs_key = scope.get("method") != "OPTIONS" and path.startswith("/v1/")
         if needs_key and self.guards.authenticator is not None:
             try:
-                await self.guards.authenticate(_header(scope, b"authorization"))
+                await self.guards.authenticate(header(scope, b"authorization"))
             except ClientError as exc:
                 await _refuse(send, exc, None)
                 return
@@ -123,10 +116,10 @@ class GuardMiddleware:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.time()
-        request_id = _header(scope, b"x-request-id")
+        request_id = header(scope, b"x-request-id")
         key: ClientKey | None = None
         try:
-            key = await self.guards.authenticate(_header(scope, b"authorization"))
+            key = await self.guards.authenticate(header(scope, b"authorization"))
             try:
                 raw = await _read_body(receive, self.max_body)
             except _TooLarge as exc:

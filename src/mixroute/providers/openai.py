@@ -25,11 +25,6 @@ _PATHS: dict[str, str] = {"chat": "chat/completions", "completions": "completion
 _MAX_MESSAGE = 500
 
 
-def _decode(text: str) -> Any:
-    """``json.loads`` for one stream event (orjson first, see ``wirejson``)."""
-    return wirejson.loads_event(text)
-
-
 def usage_from(data: Any) -> Usage | None:
     """An OpenAI ``usage`` object as ``Usage``; None when absent or malformed."""
     if data is None or not isinstance(data, Mapping):
@@ -80,7 +75,7 @@ class OpenAIStreamTranslator:
             state.extra["done"] = True
             return []
         try:
-            chunk = _decode(data)
+            chunk = wirejson.loads_event(data)
         except ValueError:
             raise UpstreamProtocolError(
                 "The upstream sent a stream event that is not JSON."

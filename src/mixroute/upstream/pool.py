@@ -133,12 +133,6 @@ class UpstreamPool:
             raise RuntimeError("UpstreamPool.start() was not called")
         return self._session
 
-    async def request_json(
-        self, model: ModelConfig, req: UpstreamRequest, headers: Mapping[str, str]
-    ) -> Any:
-        """POST ``req`` and return the decoded JSON of a 2xx answer."""
-        return (await self.request_answer(model, req, headers))[1]
-
     async def request_answer(
         self, model: ModelConfig, req: UpstreamRequest, headers: Mapping[str, str]
     ) -> tuple[bytes, Any]:
