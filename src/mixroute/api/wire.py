@@ -122,7 +122,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 def _too_large(limit: int) -> ClientError:
     return ClientError(
-        f"The request body is larger than the limit of {limit} bytes.",
+        f"The request body is larger than the limit max_body_bytes ({limit} bytes).",
         status=413,
         code="request_too_large",
     )

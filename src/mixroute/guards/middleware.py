@@ -23,7 +23,13 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mixroute.api.wire import BODY_SCOPE_KEY, header, parse_json
+from mixroute.api.wire import (
+    BODY_SCOPE_KEY,
+    ClientGone,
+    header,
+    parse_json,
+    read_body,
+)
 from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ClientError
 from mixroute.guards.pii import StreamRestorer
@@ -44,26 +50,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class GuardMiddleware:
@@ -120,11 +106,7 @@ class GuardMiddleware:
         key: ClientKey | None = None
         try:
             key = await self.guards.authenticate(header(scope, b"authorization"))
-            try:
-                raw = await _read_body(receive, self.max_body)
-            except _TooLarge as exc:
-                self.guards.check({}, int(str(exc)))
-                raise
+            raw = await read_body(scope, receive, self.max_body)
             try:
                 # The gateway's own parser: strict UTF-8, no deep nesting, no
                 # lone surrogates, an object. What it accepts is handed on.
@@ -140,7 +122,7 @@ class GuardMiddleware:
             self.guards.check(body, len(raw))
             await self.guards.admit(key, _estimate_tokens(raw))
             outcome = await self._inspect(body, key, request_id or "-", len(raw))
-        except ConnectionError:
+        except ClientGone:
             return
         except ClientError as exc:
             await _refuse(send, exc, request_id)
