@@ -430,5 +430,10 @@ class StubClassifier:
                 return self.classify(str(m["content"]))
         return self.classify("")
 
+    def lookup_messages(
+        self, messages: Sequence[Mapping[str, object]]
+    ) -> Classification | None:
+        return None  # no cache: every request is classified (and counted)
+
     def embed(self, texts: Sequence[str]) -> object:
         return [[0.0] for _ in texts]

@@ -199,9 +199,8 @@ class Gateway:
         A ``short`` prompt is first looked up in the classifier's cache here on
         the event loop: a repeated prompt then costs no trip to the pool."""
         loop = asyncio.get_running_loop()
-        lookup = getattr(self.classifier, "lookup_messages", None)
-        if short and lookup is not None:
-            hit = lookup(messages)
+        if short:
+            hit = self.classifier.lookup_messages(messages)
             if hit is not None:
                 done: asyncio.Future[Classification] = loop.create_future()
                 done.set_result(hit)

@@ -42,6 +42,13 @@ class Classifier(Protocol):
         """Classify an OpenAI ``messages`` list (last user turn, earlier as context)."""
         ...
 
+    def lookup_messages(
+        self, messages: Sequence[Mapping[str, object]]
+    ) -> Classification | None:
+        """The cached classification of ``messages``, or None; computes nothing,
+        so it is cheap enough for the event loop."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> object:
         """Unit-norm embeddings (numpy array, one row per text) for the cache."""
         ...
