@@ -158,13 +158,14 @@ async def measure(
     targets: dict[str, tuple[str, str, int | None]],
     stream: bool,
     concurrency: int,
-    n: int,
+    n: int | dict[str, int],
     rounds: int = 5,
 ) -> list[Run]:
-    """Each target for ``n`` requests, interleaved in ``rounds`` so that changes
-    in machine load hit every target alike. ``targets``: name → (url, model,
-    pid of the serving process whose CPU time is counted, or None)."""
-    per = max(1, n // concurrency // rounds)
+    """Each target for ``n`` requests (or ``n[target]``: a slow peer may get
+    fewer), interleaved in ``rounds`` so that changes in machine load hit every
+    target alike. ``targets``: name → (url, model, pid of the serving process
+    whose CPU time is counted, or None)."""
+    counts = n if isinstance(n, dict) else dict.fromkeys(targets, n)
     lat: dict[str, list[float]] = {t: [] for t in targets}
     ttft: dict[str, list[float]] = {t: [] for t in targets}
     errors = dict.fromkeys(targets, 0)
@@ -174,6 +175,7 @@ async def measure(
         await load(url, model, stream=stream, concurrency=concurrency, per_worker=3)
     for _ in range(rounds):
         for name, (url, model, pid) in targets.items():
+            per = max(1, counts[name] // concurrency // rounds)
             before = cpu_seconds(pid) if pid else 0.0
             a, b, e, sec = await load(
                 url, model, stream=stream, concurrency=concurrency, per_worker=per

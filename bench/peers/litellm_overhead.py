@@ -209,59 +209,6 @@ def non_loopback_peers(pid: int) -> list[str]:
     return peers
 
 
-async def measure(
-    targets: dict[str, tuple[str, str, int | None]],
-    stream: bool,
-    concurrency: int,
-    n: dict[str, int],
-    rounds: int,
-) -> list[ov.Run]:
-    """bench/overhead.py's interleaved rounds, with a request count per target.
-
-    LiteLLM serves far fewer requests per second than the others, so it gets
-    fewer requests; every target still runs once in every round, so a change in
-    machine load hits them alike.
-    """
-    lat: dict[str, list[float]] = {t: [] for t in targets}
-    ttft: dict[str, list[float]] = {t: [] for t in targets}
-    errors = dict.fromkeys(targets, 0)
-    seconds = dict.fromkeys(targets, 0.0)
-    cpu = dict.fromkeys(targets, 0.0)
-    for url, model, _ in targets.values():  # warm-up, not counted
-        await ov.load(url, model, stream=stream, concurrency=concurrency, per_worker=2)
-    for _ in range(rounds):
-        for name, (url, model, pid) in targets.items():
-            per = max(1, n[name] // concurrency // rounds)
-            before = ov.cpu_seconds(pid) if pid else 0.0
-            a, b, e, sec = await ov.load(
-                url, model, stream=stream, concurrency=concurrency, per_worker=per
-            )
-            cpu[name] += (ov.cpu_seconds(pid) - before) if pid else 0.0
-            lat[name] += a
-            ttft[name] += b
-            errors[name] += e
-            seconds[name] += sec
-    runs = []
-    for name, (_, _, pid) in targets.items():
-        done = len(lat[name])
-        runs.append(
-            ov.Run(
-                name,
-                "stream" if stream else "whole",
-                concurrency,
-                done,
-                errors[name],
-                seconds[name],
-                ov._pct(lat[name], 0.5),
-                ov._pct(lat[name], 0.99),
-                ov._pct(ttft[name], 0.5) if ttft[name] else None,
-                ov._pct(ttft[name], 0.99) if ttft[name] else None,
-                round(cpu[name] * 1e6 / done, 1) if pid and done else None,
-            )
-        )
-    return runs
-
-
 def _wait_alive(proc: subprocess.Popen[bytes], url: str, seconds: float = 180) -> None:
     """Wait for ``url`` to answer 200, failing at once if ``proc`` exits."""
     deadline = time.monotonic() + seconds
@@ -326,7 +273,7 @@ async def _run(
         for conc, n in ((1, n1), (64, n64)):
             t0 = time.monotonic()
             counts = {t: n * (1 if t == "litellm" else fast) for t in targets}
-            runs += await measure(targets, stream, conc, counts, rounds)
+            runs += await ov.measure(targets, stream, conc, counts, rounds)
             mode = "stream" if stream else "whole"
             took = time.monotonic() - t0
             print(
