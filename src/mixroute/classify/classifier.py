@@ -314,6 +314,10 @@ def _utterance_gate(best_outside: float, best_inside: float) -> float:
 
 
 def _with_latency(c: Classification, started: float) -> Classification:
-    from dataclasses import replace
-
-    return replace(c, latency_ms=(time.perf_counter() - started) * 1000)
+    # ``dataclasses.replace`` runs the frozen __init__ field by field; a cached
+    # answer on the event loop takes this copy of the same fields instead.
+    out: Classification = object.__new__(Classification)
+    fields = out.__dict__
+    fields.update(c.__dict__)
+    fields["latency_ms"] = (time.perf_counter() - started) * 1000
+    return out

@@ -80,6 +80,9 @@ def messages_text(messages: Sequence[Mapping[str, object]]) -> tuple[str, str]:
 
     With no user turn, the last message with text stands in for it.
     """
+    if len(messages) == 1:  # the usual single prompt, without the general pass
+        text = content_text(messages[0].get("content"))
+        return (text, "") if text.strip() else ("", "")
     turns = [(str(m.get("role", "")), content_text(m.get("content"))) for m in messages]
     turns = [(role, text) for role, text in turns if text.strip()]
     if not turns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mixroute.classify.base import Classification
+from mixroute.classify.base import Classification, Tier
 from mixroute.config.schema import MixrouteConfig
 from mixroute.policy.ab import ABAssignment
 from mixroute.policy.budgets import Reservation
@@ -70,30 +70,43 @@ class SeedPolicy:
         # so each chain and each explicit decision is worked out once.
         self._chains: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._explicit: dict[str, RoutingDecision] = {}
+        self._picks: dict[tuple[str, int, Tier], tuple[str, tuple[str, ...], str]] = {}
 
     def decide(self, c: Classification) -> RoutingDecision:
-        route = self.config.route(c.route)
+        route, chain, rule = self.pick(c)
+        return RoutingDecision(chain[0], chain, route, rule, c)
+
+    def pick(self, c: Classification) -> tuple[str, tuple[str, ...], str]:
+        """(route name, candidate chain, rule) for ``c``: the same for every
+        classification with its route, confidence band and tier, so each is
+        worked out once per config."""
         th = self.config.classifier.thresholds
-        if c.confidence > th.confident:
-            first = list(route.tiers.get(c.tier, [])) + list(route.candidates)
+        band = 2 if c.confidence > th.confident else 1 if c.confidence > th.safe else 0
+        key = (c.route, band, c.tier)
+        known = self._picks.get(key)
+        if known is None:
+            known = self._pick(c.route, band, c.tier)
+            if len(self._picks) < _MAX_CHAINS:
+                self._picks[key] = known
+        return known
+
+    def _pick(
+        self, route_name: str, band: int, tier: Tier
+    ) -> tuple[str, tuple[str, ...], str]:
+        route = self.config.route(route_name)
+        if band == 2:
+            first = list(route.tiers.get(tier, [])) + list(route.candidates)
             rule = "route:confident"
-            if route.tiers.get(c.tier):
-                rule = f"route:confident:tier={c.tier}"
-        elif c.confidence > th.safe:
+            if route.tiers.get(tier):
+                rule = f"route:confident:tier={tier}"
+        elif band == 1:
             safe = route.safe_fallback or route.candidates[-1]
             first = [safe, *route.candidates]
             rule = "route:safe"
         else:
             first = [self.config.policies.default_model]
             rule = "default:low-confidence"
-        chain = self.chain(first)
-        return RoutingDecision(
-            model=chain[0],
-            candidates=tuple(chain),
-            route=route.name,
-            rule=rule,
-            classification=c,
-        )
+        return route.name, tuple(self.chain(first)), rule
 
     def for_route(self, route_name: str) -> RoutingDecision:
         """A decision for an explicit ``auto:<route>`` request (no classification)."""

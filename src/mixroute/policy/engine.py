@@ -138,19 +138,19 @@ class PolicyEngine:
         now = request.now or self.clock.now()
         request = await self._counted(request)
         await self._refresh_feedback(now.timestamp())
-        base = self._base(classification, request)
-        route = self.config.route(base.route) if base.route else None
-        explicit = base.rule == "explicit:model"
-        order = list(base.candidates)
-        rules = [base.rule]
-        notes: list[str] = list(base.notes)
+        route_name, chain, rule = self._base(classification, request)
+        route = self.config.route(route_name) if route_name else None
+        explicit = rule == "explicit:model"
+        order = list(chain)
+        rules = [rule]
+        notes: list[str] = []
         difficulty: float | None = None
         assignment: ABAssignment | None = None
         pin_key = None
 
         if route is not None and not explicit:
             knob, share = self._knob(route)
-            if (knob is not None or share is not None) and base.rule.startswith(
+            if (knob is not None or share is not None) and rule.startswith(
                 ("route:confident", "explicit:route")
             ):
                 difficulty = await self._difficulty(classification, request)
@@ -227,7 +227,7 @@ class PolicyEngine:
         return RoutingDecision(
             model=order[0],
             candidates=tuple(order),
-            route=base.route,
+            route=route_name,
             rule=">".join(rules),
             classification=classification,
             notes=tuple(notes),
@@ -295,7 +295,10 @@ class PolicyEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _base(self, c: Classification | None, req: PolicyRequest) -> RoutingDecision:
+    def _base(
+        self, c: Classification | None, req: PolicyRequest
+    ) -> tuple[str | None, tuple[str, ...], str]:
+        # (route, candidate chain, rule) before the rules run.
         requested = req.model or "auto"
         if requested.startswith("auto:"):
             name = requested.split(":", 1)[1]
@@ -307,7 +310,8 @@ class PolicyEngine:
                     code="model_not_found",
                     param="model",
                 )
-            return self.seed.for_route(name)
+            d = self.seed.for_route(name)
+            return d.route, d.candidates, d.rule
         if requested != "auto":
             if requested not in self._models:
                 raise ClientError(
@@ -317,11 +321,12 @@ class PolicyEngine:
                     code="model_not_found",
                     param="model",
                 )
-            return self.seed.for_model(requested)
+            d = self.seed.for_model(requested)
+            return d.route, d.candidates, d.rule
         if c is None:
             chain = self.seed.chain([self.config.policies.default_model])
-            return RoutingDecision(chain[0], tuple(chain), None, "default:unclassified")
-        return self.seed.decide(c)
+            return None, tuple(chain), "default:unclassified"
+        return self.seed.pick(c)
 
     async def _difficulty(self, c: Classification | None, req: PolicyRequest) -> float:
         if self.scorer is not None and req.text:

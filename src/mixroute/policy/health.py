@@ -48,7 +48,10 @@ class HealthView:
         self._models: dict[str, ModelHealth] = {}
 
     def _get(self, model: str) -> ModelHealth:
-        return self._models.setdefault(model, ModelHealth())
+        h = self._models.get(model)
+        if h is None:
+            h = self._models[model] = ModelHealth()
+        return h
 
     def report_circuit(self, model: str, state: CircuitState) -> None:
         """Hook for the upstream circuit breaker: its state changed."""

@@ -64,6 +64,8 @@ class TimeRules:
         is_local: Callable[[str], bool],
     ) -> tuple[list[str], list[str]]:
         """The reordered candidates and the names of the rules that matched."""
+        if not self.rules:
+            return list(candidates), []
         local = now.astimezone(self.tz)
         order = list(candidates)
         fired: list[str] = []
