@@ -40,6 +40,7 @@ from mixroute.config.schema import MixrouteConfig
 from mixroute.errors import ConfigError
 from mixroute.upstream.pool import RetryPolicy
 
+from . import heap
 from .app import build_gateway, create_app
 from .gateway import Gateway
 from .wire import Receive, Scope, Send
@@ -134,8 +135,11 @@ class LiveApp:
         config_text: str | None = None,
         classifier: Classifier | None = None,
         retry: RetryPolicy | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.config_path = Path(config_path) if config_path is not None else None
+        # Only a serving process tunes the collector (``heap``), not a test's.
+        self.tune_gc = tune_gc
         self.poll_s = config.server.reload_poll_s
         self._classifier = classifier
         self._retry = retry
@@ -198,6 +202,11 @@ class LiveApp:
             log.info("SIGHUP is not available here; reload by editing the file")
         if self.config_path is not None and self.poll_s > 0:
             self._spawn(self._watch())
+        self._settle_heap()
+
+    def _settle_heap(self) -> None:
+        if self.tune_gc:
+            heap.settle(self.runtime.config.server.gc_young_threshold)
 
     async def shutdown(self) -> None:
         """Stop watching, retire replaced gateways, stop the current one (the
@@ -329,6 +338,8 @@ class LiveApp:
         self._retiring.remove(old)
         await old.lifespan.shutdown()
         await _close(old.gateway)
+        del old
+        self._settle_heap()  # the new config's state frozen, the old one freed
 
     def _on_hup(self) -> None:
         log.info("SIGHUP received: reloading %s", self.config_path or "-")

@@ -72,7 +72,7 @@ def run_server(
     text = None
     if config_path is not None:
         text = Path(config_path).read_text("utf-8")
-    app = LiveApp(config, config_path=config_path, config_text=text)
+    app = LiveApp(config, config_path=config_path, config_text=text, tune_gc=True)
     bind_host = host or config.server.host
     bind_port = config.server.port if port is None else port
     log.info(

@@ -1,0 +1,79 @@
+"""The garbage collector's settings in a serving process (``api/heap.py``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from replica_helpers import MixrouteProcess, chat, config_dict, write_config
+
+SETTLED = re.compile(
+    r"garbage collector: (\d+) start-up objects frozen, young "
+    r"collections every (\d+) allocations"
+)
+
+
+def _probe(code: str) -> str:
+    # A fresh interpreter: the test process's own collector stays as it is.
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_settle_freezes_start_up_state_and_raises_the_young_threshold() -> None:
+    out = _probe(
+        "import gc; from mixroute.api import heap\n"
+        "junk = [[i] for i in range(1000)]\n"
+        "heap.settle(12345)\n"
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)"
+    )
+    assert out == "12345 True"
+
+
+def test_zero_leaves_the_collector_alone() -> None:
+    out = _probe(
+        "import gc; from mixroute.api import heap\n"
+        "before = gc.get_threshold()\n"
+        "heap.settle(0)\n"
+        "print(gc.get_threshold() == before, gc.get_freeze_count())"
+    )
+    assert out == "True 0"
+
+
+def test_serve_settles_at_start_and_again_after_a_reload(
+    tmp_path: Path, urls: dict[str, str]
+) -> None:
+    raw = config_dict(urls, tmp_path / "usage.sqlite")
+    raw["server"]["gc_young_threshold"] = 40_000
+    proc = MixrouteProcess(
+        write_config(tmp_path / "mixroute.yaml", raw), tmp_path / "log"
+    )
+    proc.start()
+    try:
+        log = proc.wait_log("garbage collector:")
+        ((frozen, every),) = SETTLED.findall(log)
+        assert int(frozen) > 10_000 and every == "40000"
+        assert chat(proc.url, "hi").status_code == 200
+
+        # A reload swaps the gateway; once the old one is closed the heap is
+        # settled again with the new config's threshold.
+        raw["server"]["gc_young_threshold"] = 30_000
+        write_config(proc.config, raw)
+        proc.wait_log("young collections every 30000 allocations", timeout=20)
+        assert chat(proc.url, "hi again").status_code == 200
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("bad", [-1, "many"])
+def test_threshold_must_be_a_count(bad: object, tmp_path: Path) -> None:
+    from mixroute.config import parse_config
+    from mixroute.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gc_young_threshold"):
+        parse_config(f"version: 1\nserver: {{gc_young_threshold: {bad}}}\n", env={})
