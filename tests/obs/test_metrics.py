@@ -207,6 +207,22 @@ def test_histograms_count_each_request_once_in_cumulative_buckets() -> None:
     assert value(s, "mixroute_requests_total", status="2xx", **labels) == 4
 
 
+def test_classification_times_are_a_histogram_of_routed_requests() -> None:
+    m = Metrics(["math"], ["small"])
+    for ms in (0.4, 1.0, 30.0):  # 1 ms sits on a bound
+        m.observe(_row(), classify_ms=ms)
+    m.observe(_row())  # a named model: nothing classified
+    s = samples(m.render().decode())
+    name = "mixroute_classification_duration_seconds"
+    assert value(s, f"{name}_bucket", le="0.0005") == 1
+    assert value(s, f"{name}_bucket", le="0.001") == 2
+    assert value(s, f"{name}_bucket", le="0.025") == 2
+    assert value(s, f"{name}_bucket", le="0.05") == 3
+    assert value(s, f"{name}_bucket", le="+Inf") == 3
+    assert value(s, f"{name}_count") == 3
+    assert value(s, f"{name}_sum") == pytest.approx(0.0314)
+
+
 async def test_grafana_dashboard_uses_only_served_metrics(urls: dict[str, str]) -> None:
     path = Path(__file__).resolve().parents[2] / "deploy/grafana/mixroute.json"
     dash = json.loads(path.read_text("utf-8"))

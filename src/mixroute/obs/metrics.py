@@ -22,7 +22,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -70,12 +69,6 @@ class Metrics:
         self._keys: set[str] = set()
         self._lock = threading.Lock()
         r = self.registry
-        self.classify = Histogram(
-            "mixroute_classification_duration_seconds",
-            "Time the classifier took for one prompt.",
-            buckets=CLASSIFY_BUCKETS,
-            registry=r,
-        )
         self.upstream_errors = Counter(
             "mixroute_upstream_errors",
             "Upstream calls that failed after retries, by model and reason.",
@@ -117,7 +110,10 @@ class Metrics:
         # client library's locked, labelled instruments cost more per request
         # than the rest of the accounting.
         self._series: dict[tuple[str, str, str, str], _Series] = {}
-        r.register(_RequestCollector(self._series))
+        # Classification times likewise: bucket counts, then their sum.
+        self._classify = [0] * (len(CLASSIFY_BUCKETS) + 1)
+        self._classify_sum = [0.0]
+        r.register(_RequestCollector(self._series, self._classify, self._classify_sum))
 
     # labels ----------------------------------------------------------------
 
@@ -181,7 +177,9 @@ class Metrics:
         c.cost += row.cost_usd
         c.baseline += row.baseline_cost_usd
         if classify_ms is not None:
-            self.classify.observe(classify_ms / 1000.0)
+            seconds = classify_ms / 1000.0
+            self._classify[bisect_left(CLASSIFY_BUCKETS, seconds)] += 1
+            self._classify_sum[0] += seconds
         if "," in row.models_tried:
             tried = [m for m in row.models_tried.split(",") if m]
             for a, b in itertools.pairwise(tried):
@@ -225,8 +223,15 @@ class _RequestCollector(Collector):
     """The request, latency, time-to-first-token, token and cost families,
     summed from the per-request records at scrape time."""
 
-    def __init__(self, series: dict[tuple[str, str, str, str], _Series]) -> None:
+    def __init__(
+        self,
+        series: dict[tuple[str, str, str, str], _Series],
+        classify: list[int],
+        classify_sum: list[float],
+    ) -> None:
         self.series = series
+        self.classify = classify
+        self.classify_sum = classify_sum
 
     def collect(self) -> Iterator[Metric]:
         # A snapshot: the event loop may add records while this runs.
@@ -246,6 +251,13 @@ class _RequestCollector(Collector):
             _add(latency, (route, model), c.latency, c.latency_sum)
             if any(c.ttft):
                 _add(ttft, (model,), c.ttft, c.ttft_sum)
+        yield _histogram(
+            "mixroute_classification_duration_seconds",
+            "Time the classifier took for one prompt.",
+            [],
+            CLASSIFY_BUCKETS,
+            {(): (list(self.classify), list(self.classify_sum))},
+        )
         yield _counter(
             "mixroute_requests",
             "Requests finished, by route, answering model and status class.",
