@@ -136,8 +136,9 @@ class PolicyEngine:
         if known is not None:
             return known
         now = request.now or self.clock.now()
-        request = await self._counted(request)
-        await self._refresh_feedback(now.timestamp())
+        if not self._counted_enough(request):
+            request = await self._counted(request)
+        self._refresh_feedback(now.timestamp())
         route_name, chain, rule = self._base(classification, request)
         route = self.config.route(route_name) if route_name else None
         explicit = rule == "explicit:model"
@@ -210,11 +211,14 @@ class PolicyEngine:
             if sick:
                 rules.append(f"health:skip={','.join(sick)}")
 
-        order, reservations, reserved, step = await self._reserve(
-            order, route, request, now, explicit
-        )
-        if step:
-            rules.append(step)
+        reservations: tuple[Reservation, ...] = ()
+        reserved = 0.0
+        if self.config.policies.budgets:
+            order, reservations, reserved, step = await self._reserve(
+                order, route, request, now, explicit
+            )
+            if step:
+                rules.append(step)
 
         trace = PolicyTrace(
             request=request,
@@ -251,14 +255,17 @@ class PolicyEngine:
             trace=PolicyTrace(request=request),
         )
 
-    async def _counted(self, req: PolicyRequest) -> PolicyRequest:
+    def _counted_enough(self, req: PolicyRequest) -> bool:
         # Tokenizing every prompt cost more than the rest of the decision; the
         # upper bound from ``from_body`` settles most requests. Budgets price
         # the prompt, so they get the exact count, as does a prompt whose bound
         # does not fit some model's context window.
-        if req.prompt_tokens_exact:
-            return req
-        if not self.config.policies.budgets and self._fits_every_model(req):
+        return req.prompt_tokens_exact or (
+            not self.config.policies.budgets and self._fits_every_model(req)
+        )
+
+    async def _counted(self, req: PolicyRequest) -> PolicyRequest:
+        if self._counted_enough(req):
             return req
         if req.prompt_tokens > _INLINE_COUNT:
             return await asyncio.to_thread(req.exact)
@@ -280,7 +287,7 @@ class PolicyEngine:
             return route.cost_quality, None
         return p.cost_quality, p.target_strong_share
 
-    async def _refresh_feedback(self, now: float) -> None:
+    def _refresh_feedback(self, now: float) -> None:
         book = self.feedback
         cfg = self.config.policies.feedback
         if book is None or not book.dirty or now - self._refreshed < cfg.refresh_s:
