@@ -276,11 +276,16 @@ def _config(upstream: str, ledger: Path, guards: bool) -> str:
     )
 
 
-async def _classify_ms(base: str, n: int = 200) -> float:
+async def _classify_ms(base: str, n: int = 200, *, new: bool = False) -> float:
+    """The classifier's p50 in ms as the gateway reports it: for ``PROMPT``
+    again and again (a cache hit after the first), or with ``new`` for a
+    prompt it has not seen (a shipped demo prompt plus a probe number)."""
+    prompts = new_prompts() if new else [PROMPT]
     times = []
     async with aiohttp.ClientSession() as s:
-        for _ in range(n):
-            async with s.post(f"{base}/v1/classify", json={"prompt": PROMPT}) as r:
+        for i in range(n):
+            prompt = f"{prompts[i % len(prompts)]}\n\n(probe {i})" if new else PROMPT
+            async with s.post(f"{base}/v1/classify", json={"prompt": prompt}) as r:
                 times.append(float((await r.json())["latency_ms"]))
     return statistics.median(times)
 

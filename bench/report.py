@@ -255,13 +255,21 @@ def _overhead(r: dict[str, Any] | None) -> list[str]:
             table,
         )
         out.append("")
+        classify = r.get("classify_p50_ms") or {}
         for t, checks in rows["targets_met"].items():
-            out.append(
+            line = (
                 f"- {t}: added p50 ≤ ⅛ LiteLLM's: "
                 f"{_f(checks['added_p50_le_eighth_of_litellm'])}; req/s ≥ 10× "
                 f"LiteLLM's: {_f(checks['rps_c64_ge_10x_litellm'])}; req/s ≥ ½ "
                 f"bare proxy's: {_f(checks['rps_c64_ge_half_bare'])}"
             )
+            if t in classify and "added_p50_le_1ms_plus_classification" in checks:
+                line += (
+                    f"; added p50 ≤ 1 ms + classification p50 "
+                    f"({classify[t]:.2f} ms): "
+                    f"{_f(checks['added_p50_le_1ms_plus_classification'])}"
+                )
+            out.append(line)
         out.append("")
     return out
 

@@ -37,7 +37,8 @@ def test_summary_checks_the_issue_targets() -> None:
     added |= {"mixroute-auto-new": 2.5, "litellm": 16.0}
     rps = {"direct": 5000, "bare-proxy": 2000, "mixroute-named": 1200}
     rps |= {"mixroute-auto": 900, "mixroute-auto-new": 400, "litellm": 100}
-    s = litellm_overhead.summarise(_runs(added, rps))
+    classify = {"mixroute-auto": 0.02, "mixroute-auto-new": 1.6}
+    s = litellm_overhead.summarise(_runs(added, rps), classify)
 
     named = s["whole"]["targets_met"]["mixroute-named"]
     auto = s["whole"]["targets_met"]["mixroute-auto"]
@@ -45,12 +46,15 @@ def test_summary_checks_the_issue_targets() -> None:
         "added_p50_le_eighth_of_litellm": True,
         "rps_c64_ge_10x_litellm": True,
         "rps_c64_ge_half_bare": True,
+        "added_p50_le_1ms_plus_classification": True,  # nothing to classify
     }
     assert auto["added_p50_le_eighth_of_litellm"] is False  # 3 > 16 / 8
     assert auto["rps_c64_ge_half_bare"] is False  # 900 < 1000
+    assert auto["added_p50_le_1ms_plus_classification"] is False  # 3 > 1.02
     new = s["whole"]["targets_met"]["mixroute-auto-new"]
     assert new["added_p50_le_eighth_of_litellm"] is False  # 2.5 > 2
     assert new["rps_c64_ge_10x_litellm"] is False  # 400 < 1000
+    assert new["added_p50_le_1ms_plus_classification"] is True  # 2.5 <= 2.6
     assert s["stream"]["mixroute-named"]["rps_vs_litellm"] == pytest.approx(12.0)
     assert s["whole"]["mixroute-named"]["added_p50_vs_litellm"] == pytest.approx(1 / 16)
 
@@ -69,7 +73,10 @@ def test_report_writes_every_section(
                 "litellm_version": "9.9.9",
                 "litellm_ready_seconds": 3.0,
                 "litellm_non_loopback_connections": [],
-                "summary": litellm_overhead.summarise(_runs(added, rps)),
+                "classify_p50_ms": {"mixroute-auto-new": 1.2},
+                "summary": litellm_overhead.summarise(
+                    _runs(added, rps), {"mixroute-auto-new": 1.2}
+                ),
             }
         )
     )
@@ -92,6 +99,8 @@ def test_report_writes_every_section(
     assert "| litellm | 21.00 | 20.00 |" in text
     assert "| mixroute-auto-new | 3.00 | 2.00 |" in text
     assert "req/s ≥ 10× LiteLLM's: yes" in text
+    # 2 ms added, 1.2 ms of it classification: within 1 ms plus that.
+    assert "added p50 ≤ 1 ms + classification p50 (1.20 ms): yes" in text
     assert "## 2. Classification" in text  # present, with "skipped" or "not run"
     assert "| 1 | small | 500 | 2.00 | 4.00 | 0 |" in text
 
