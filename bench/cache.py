@@ -160,15 +160,6 @@ def _start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 # -- measuring -----------------------------------------------------------------
 
 
@@ -255,8 +246,7 @@ def _run(backend: str, n: int, tmp: Path, log: Path) -> dict[str, Any] | None:
                 )
             )
             port = ov._free_port()
-            args = ["-m", "mixroute.cli", "serve", "--config", str(cfg)]
-            args += ["--port", str(port), "--log-level", "warning"]
+            args = ov.serve_args(cfg, port)
             # Not pinned to a CPU: on a shared machine a pinned gateway waits
             # for whatever else runs on that core.
             with open(log, "ab") as out:
@@ -266,10 +256,10 @@ def _run(backend: str, n: int, tmp: Path, log: Path) -> dict[str, Any] | None:
             try:
                 phases = asyncio.run(_measure(port, n))
             finally:
-                _stop(server)
+                ov.stop([server], 10)
     finally:
         if redis is not None:
-            _stop(redis[0])
+            ov.stop([redis[0]], 10)
     miss = phases["miss"]["p50_ms"]
     exact = _ratio(miss, phases["exact_hit"]["p50_ms"])
     return {

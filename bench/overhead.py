@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,27 @@ def _spawn(args: list[str], cpu: int, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def serve_args(config: Path, port: int, log_level: str = "warning") -> list[str]:
+    """The arguments of ``python -m mixroute.cli serve`` for a bench."""
+    return [
+        *("-m", "mixroute.cli", "serve", "--config", str(config)),
+        *("--port", str(port), "--log-level", log_level),
+    ]
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], seconds: float = 15.0) -> None:
+    """SIGINT every process, then wait for each (killed past ``seconds``)."""
+    procs = list(procs)
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(seconds)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
 def _wait_ready(url: str, seconds: float = 60.0) -> None:
     import urllib.request
 
@@ -322,33 +343,13 @@ def main(argv: list[str] | None = None) -> None:
             1,
             log,
         ),
-        _spawn(
-            [
-                "-m",
-                "mixroute.cli",
-                "serve",
-                "--config",
-                str(cfg),
-                "--port",
-                str(mix_port),
-                "--log-level",
-                args.log_level,
-            ],
-            1,
-            log,
-        ),
+        _spawn(serve_args(cfg, mix_port, args.log_level), 1, log),
     ]
     try:
         pids = (procs[1].pid, procs[2].pid)
         report = asyncio.run(_run_all(up_port, bare_port, mix_port, pids, args))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
     report["process_log"] = str(log)
     report["guards"] = args.guards
     report["load_average"] = os.getloadavg()

@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -134,32 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     procs = [
         ov._spawn(["-m", "bench.fast_upstream", str(up)], 0, log),
-        ov._spawn(
-            [
-                "-m",
-                "mixroute.cli",
-                "serve",
-                "--config",
-                str(cfg),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            1,
-            log,
-        ),
+        ov._spawn(ov.serve_args(cfg, port), 1, log),
     ]
     try:
         report = asyncio.run(_run(port, up, procs[1].pid, args.quick))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        ov.stop(procs)
     report["rss_growth_after_warmup_mib"] = _growth(report["memory"])
     report["seconds"] = round(time.monotonic() - started, 1)
     report["quick"] = args.quick

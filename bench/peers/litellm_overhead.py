@@ -338,21 +338,7 @@ def main(argv: list[str] | None = None) -> None:
             1,
             log,
         ),
-        "mix": ov._spawn(
-            [
-                "-m",
-                "mixroute.cli",
-                "serve",
-                "--config",
-                str(cfg),
-                "--port",
-                str(ports["mix"]),
-                "--log-level",
-                "warning",
-            ],
-            1,
-            log,
-        ),
+        "mix": ov._spawn(ov.serve_args(cfg, ports["mix"]), 1, log),
         "lite": spawn_litellm(python, lite_cfg, ports["lite"], log),
     }
     try:
@@ -360,13 +346,7 @@ def main(argv: list[str] | None = None) -> None:
             _run(ports, procs, args.n1, args.n64, args.rounds, args.fast)
         )
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGINT)
-        for p in procs.values():
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        ov.stop(procs.values())
     report = {
         "litellm_version": venv.version(python, "litellm"),
         "litellm_install_seconds": venv.install_seconds("litellm"),
