@@ -303,3 +303,22 @@ async def test_an_upstream_lone_surrogate_in_a_stream_is_served_escaped(
     assert r.status_code == 200
     assert b"\\ud800" in r.content
     assert r.content.rstrip().endswith(b"data: [DONE]")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [["hi"], [None], [["x"]], [1], ["hi", {"role": "user", "content": "ok"}]],
+)
+async def test_auto_with_message_list_of_non_objects_is_400(
+    upstreams: dict[str, FakeUpstream], urls: dict[str, str | None], messages: Any
+) -> None:
+    # The real classifier: its cache is looked up before the body is validated.
+    from mixroute.api.app import create_app
+
+    config, text = make_config(urls)
+    app = create_app(config, retry=FAST_RETRY, config_text=text)
+    async with in_process(app) as client:
+        for _ in range(2):  # the second time the classifier cache is warm
+            r = await client.post(CHAT, json={"model": "auto", "messages": messages})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["type"] == "invalid_request_error"

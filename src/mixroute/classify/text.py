@@ -80,10 +80,17 @@ def messages_text(messages: Sequence[Mapping[str, object]]) -> tuple[str, str]:
 
     With no user turn, the last message with text stands in for it.
     """
+    # Anything but a message object is skipped: this runs before the request
+    # is validated, and a malformed list gets its 400 from the validation.
     if len(messages) == 1:  # the usual single prompt, without the general pass
-        text = content_text(messages[0].get("content"))
+        m = messages[0]
+        text = content_text(m.get("content")) if isinstance(m, Mapping) else ""
         return (text, "") if text.strip() else ("", "")
-    turns = [(str(m.get("role", "")), content_text(m.get("content"))) for m in messages]
+    turns = [
+        (str(m.get("role", "")), content_text(m.get("content")))
+        for m in messages
+        if isinstance(m, Mapping)
+    ]
     turns = [(role, text) for role, text in turns if text.strip()]
     if not turns:
         return "", ""
