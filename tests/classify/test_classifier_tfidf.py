@@ -243,6 +243,31 @@ def test_a_user_route_without_head_class_is_reached_by_utterances(
     )
 
 
+def test_a_config_with_some_shipped_routes_is_not_over_confident(
+    tfidf_config: MixrouteConfig,
+) -> None:
+    # Only "code" of the head's classes is a route here: a prompt the head
+    # puts in another class must not have that share handed to "code".
+    code = next(r for r in tfidf_config.routes if r.name == "code")
+    chitchat = code.model_copy(
+        update={
+            "name": "chitchat",
+            "utterances": ["hi, how are you?", "tell me about your day"],
+        }
+    )
+    clf = build_classifier(tfidf_config.model_copy(update={"routes": [code, chitchat]}))
+    safe = tfidf_config.classifier.thresholds.safe
+    for prompt in (
+        "Prove that there are infinitely many primes.",
+        "Solve for x: 3x + 7 = 22.",
+    ):
+        c = clf.classify(prompt)
+        assert c.confidence <= safe, (prompt, c)
+        assert sum(c.scores.values()) < 0.5
+    c = clf.classify("Write a Python function that reverses a string.")
+    assert c.route == "code" and c.confidence > safe
+
+
 def test_utterances_only_classifier_without_head(tfidf_config: MixrouteConfig) -> None:
     clf = build_classifier(with_classifier(tfidf_config, head=None))
     assert clf.classify("Compose a sonnet about the autumn rain").route == "creative"
