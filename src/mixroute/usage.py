@@ -37,7 +37,11 @@ def usage_report(path: str | Path) -> dict[str, Any]:
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise MixrouteError(f"the usage ledger {p} does not exist")
+        raise MixrouteError(
+            f"the usage ledger {p} does not exist (the server writes it where "
+            "its config's server.ledger_path says: pass that config with "
+            "--config, or the file with --ledger)"
+        )
     try:
         conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
         try:
