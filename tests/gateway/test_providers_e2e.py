@@ -62,5 +62,8 @@ async def test_default_config_without_upstreams_names_the_variables() -> None:
     assert r.status_code == 503
     message = r.json()["error"]["message"]
     assert "MIXROUTE_LARGE_BASE_URL" in message
+    # Keys are named as needed only where the endpoint wants one.
     assert "MIXROUTE_LARGE_API_KEY" in message
+    assert message.index("(and ") < message.index("MIXROUTE_LARGE_API_KEY")
+    assert "where the endpoint needs a key" in message
     assert c.status_code == 200 and c.json()["route"] == "math"

@@ -30,25 +30,30 @@ class UpstreamHints:
             if isinstance(raw, dict) and isinstance(raw.get("models"), list):
                 raw_models = raw["models"]
         self.names: dict[str, list[str]] = {}
+        self.keys: dict[str, str] = {}
         for m in config.models:
             names: list[str] = []
             for r in raw_models:
                 if isinstance(r, dict) and r.get("name") == m.name:
                     names += _ENV_REF.findall(str(r.get("base_url") or ""))
-            if m.api_key_env:
-                names.append(m.api_key_env)
             if names:
                 self.names[m.name] = names
+            if m.api_key_env:
+                self.keys[m.name] = m.api_key_env
 
     def sentence(self, models: Sequence[ModelConfig]) -> str:
         """One sentence telling the user what to set for ``models``."""
         names: list[str] = []
+        keys: list[str] = []
         for m in models:
             names += self.names.get(m.name, [])
-        if names:
-            return (
-                "Set the environment variables "
-                + ", ".join(dict.fromkeys(names))
-                + " and restart mixroute."
-            )
-        return "Set base_url for " + ", ".join(m.name for m in models) + "."
+            if m.name in self.keys:
+                keys.append(self.keys[m.name])
+        if not names:
+            return "Set base_url for " + ", ".join(m.name for m in models) + "."
+        out = "Set " + ", ".join(dict.fromkeys(names))
+        if keys:
+            # Local servers (Ollama, vLLM) usually take no key.
+            out += " (and " + ", ".join(dict.fromkeys(keys)) + " where the endpoint"
+            out += " needs a key)"
+        return out + " and restart mixroute."
