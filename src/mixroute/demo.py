@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -195,6 +196,9 @@ def _start_gateway(ledger: Path) -> tuple[Any, threading.Thread, str]:
     )
     config = config.model_copy(update={"server": server_cfg, "auth": auth_cfg})
     app = create_app(config)
+    # The summary reports the retries and fallbacks; their WARNING lines would
+    # only interleave with the progress output.
+    logging.getLogger("mixroute").setLevel(logging.ERROR)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
