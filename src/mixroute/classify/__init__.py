@@ -104,7 +104,8 @@ def _difficulty_scorer() -> Any | None:
 
 
 def build_classifier(config: MixrouteConfig) -> Classifier:
-    """The classifier for ``config``; built once per distinct classifier settings."""
+    """The classifier for ``config``; the last one built is reused while the
+    classifier settings and routes stay the same."""
     from mixroute.classify.classifier import RouterClassifier
 
     routes = [(r.name, tuple(r.utterances)) for r in config.routes]
@@ -129,5 +130,8 @@ def build_classifier(config: MixrouteConfig) -> Classifier:
         classifier = RouterClassifier(
             config, head=head, encoder=encoder, difficulty=_difficulty_scorer()
         )
+        # Only the latest is kept: each reload that edits the routes builds
+        # one (tens of MB), and a replaced config's must go with its gateway.
+        _classifiers.clear()
         _classifiers[key] = classifier
         return classifier
