@@ -70,6 +70,37 @@ def test_serve_settles_at_start_and_again_after_a_reload(
         proc.stop()
 
 
+def test_zero_after_settling_gives_python_its_collector_back() -> None:
+    # A reload to 0: what an earlier settle froze (the start-up gateway, which
+    # is garbage once replaced) must be collectable again, at Python's pace.
+    out = _probe(
+        "import gc; from mixroute.api import heap\n"
+        "before = gc.get_threshold()\n"
+        "heap.settle(12345)\n"
+        "heap.settle(0)\n"
+        "print(gc.get_threshold() == before, gc.get_freeze_count())"
+    )
+    assert out == "True 0"
+
+
+def test_a_reload_to_zero_restores_python_s_collector(
+    tmp_path: Path, urls: dict[str, str]
+) -> None:
+    raw = config_dict(urls, tmp_path / "usage.sqlite")
+    proc = MixrouteProcess(
+        write_config(tmp_path / "mixroute.yaml", raw), tmp_path / "log"
+    )
+    proc.start()
+    try:
+        proc.wait_log("garbage collector:")
+        raw["server"]["gc_young_threshold"] = 0
+        write_config(proc.config, raw)
+        proc.wait_log("garbage collector: Python's settings restored", timeout=20)
+        assert chat(proc.url, "hi").status_code == 200
+    finally:
+        proc.stop()
+
+
 @pytest.mark.parametrize("bad", [-1, "many"])
 def test_threshold_must_be_a_count(bad: object, tmp_path: Path) -> None:
     from mixroute.config import parse_config

@@ -27,12 +27,24 @@ log = logging.getLogger("mixroute")
 #: Later generations: collected every this many collections of the one before.
 OLDER_THRESHOLD = 20
 
+_PYTHON_THRESHOLDS = gc.get_threshold()
+_settled = False
+
 
 def settle(young_threshold: int) -> None:
     """Collect, freeze the survivors, set the thresholds; ``young_threshold``
-    0 leaves the collector as Python set it."""
+    0 leaves the collector as Python set it, or gives it back after a reload."""
+    global _settled
     if young_threshold <= 0:
+        if _settled:
+            # What an earlier settle froze (the replaced gateway among it)
+            # would otherwise never be collected.
+            gc.unfreeze()
+            gc.set_threshold(*_PYTHON_THRESHOLDS)
+            _settled = False
+            log.info("garbage collector: Python's settings restored")
         return
+    _settled = True
     started = time.perf_counter()
     # A replaced gateway frozen earlier may be garbage now: let it go first.
     gc.unfreeze()
