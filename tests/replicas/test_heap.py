@@ -101,7 +101,7 @@ def test_a_reload_to_zero_restores_python_s_collector(
         proc.stop()
 
 
-@pytest.mark.parametrize("bad", [-1, "many"])
+@pytest.mark.parametrize("bad", [-1, "many", 2**31])
 def test_threshold_must_be_a_count(bad: object, tmp_path: Path) -> None:
     from mixroute.config import parse_config
     from mixroute.errors import ConfigError

@@ -305,6 +305,7 @@ class ServerConfig(Strict):
     gc_young_threshold: int = Field(
         50_000,
         ge=0,
+        le=2**31 - 1,  # the collector takes a C int; more fails at start-up
         description="allocations between young garbage collections in "
         "`mixroute serve` (Python's default is 700, which cost about a sixth of "
         "a request's CPU); 0 keeps Python's settings",
