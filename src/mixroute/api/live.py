@@ -49,6 +49,16 @@ log = logging.getLogger("mixroute.reload")
 # Sections read once at start: the state store, cache and listener outlive a
 # reload, so a change to them needs a restart.
 _START_ONLY = ("state", "cache", "server")
+
+
+def _start_only(config: MixrouteConfig, section: str) -> Any:
+    # The collector's threshold is applied at every reload (``heap.settle``).
+    value = getattr(config, section)
+    if section == "server":
+        return value.model_copy(update={"gc_young_threshold": 0})
+    return value
+
+
 # How long a replaced gateway may take to finish its last requests before its
 # connections are closed anyway.
 _RETIRE_TIMEOUT_S = 600.0
@@ -286,7 +296,9 @@ class LiveApp:
             len(config.routes),
         )
         changed = [
-            s for s in _START_ONLY if getattr(config, s) != getattr(old.config, s)
+            s
+            for s in _START_ONLY
+            if _start_only(config, s) != _start_only(old.config, s)
         ]
         if changed:
             log.warning(
