@@ -205,7 +205,11 @@ def _overhead(r: dict[str, Any] | None) -> list[str]:
         "`mixroute-auto` sends one prompt again and again, so after the first "
         "request the classifier's cache answers; `mixroute-auto-new` sends a "
         "prompt new to the gateway every time (a shipped demo prompt plus a "
-        "request number), so the classifier runs on every request.",
+        "request number), so the classifier runs on every request. mixroute "
+        "runs with its default garbage-collector settings "
+        "(`server.gc_young_threshold`), the bare proxy and LiteLLM with "
+        "Python's; in a side run the same settings made the bare proxy about "
+        "3 % faster.",
         "",
     ]
     for mode, rows in r["summary"].items():
