@@ -9,13 +9,11 @@ serves.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-_lock = threading.Lock()
 # Per-message framing that chat templates add (role markers, separators).
 MESSAGE_OVERHEAD = 4
 
@@ -41,12 +39,15 @@ def count_tokens(text: str) -> int:
     tok = _tokenizer()
     if tok is None:
         return max(1, len(text) // 3)
-    with _lock:
-        # The count excludes [CLS]/[SEP]: we want the text's own tokens. The
-        # batch call lets go of the GIL while it works (measured: ``encode`` on
-        # a megabyte held it about a second on a worker thread, stalling the
-        # event loop).
-        return len(tok.encode_batch([text], add_special_tokens=False)[0].ids)
+    # The count excludes [CLS]/[SEP]: we want the text's own tokens. The batch
+    # call lets go of the GIL while it works (measured: ``encode`` on a
+    # megabyte held it about a second on a worker thread, stalling the event
+    # loop), and its ``_fast`` form skips the character offsets: the same
+    # count in half the time (0.36 s for a megabyte here). The tokenizer's
+    # settings never change after ``_tokenizer``, so threads need no lock and
+    # long prompts are counted side by side on as many cores as there are.
+    encode = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
+    return len(encode([text], add_special_tokens=False)[0].ids)
 
 
 def message_text(content: Any) -> str:
