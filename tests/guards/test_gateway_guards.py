@@ -3,11 +3,8 @@ the ``openai`` SDK as the client."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +13,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 import yaml
 
 from fakes import FakeUpstream, Reply, StubClassifier
@@ -24,6 +20,7 @@ from mixroute.api.app import create_app
 from mixroute.config import parse_config
 from mixroute.config.schema import MixrouteConfig
 from mixroute.state.keys import KeyStore
+from servers import serve_url
 
 EMAIL = "jane.roe@example.com"
 
@@ -59,25 +56,8 @@ def _config(tmp_path: Path, urls: dict[str, str], **extra: Any) -> MixrouteConfi
 def _serve(config: MixrouteConfig) -> Iterator[str]:
     # create_app puts GuardMiddleware in front of the gateway (add_guards).
     guarded = create_app(config, classifier=StubClassifier(("code", "chat")))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(guarded, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_url(guarded) as origin:
+        yield origin
 
 
 @pytest.fixture

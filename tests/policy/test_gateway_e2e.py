@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 
@@ -22,7 +19,7 @@ from mixroute.api.gateway import Gateway
 from mixroute.config import parse_config
 from mixroute.policy import FakeClock, MemoryPolicyStore, PolicyEngine
 from mixroute.upstream.pool import RetryPolicy
-from servers import in_process
+from servers import in_process, serve_url
 
 CHAT = "/v1/chat/completions"
 FAST = RetryPolicy(base_delay_s=0.01, max_delay_s=0.02, retry_after_cap_s=0.1)
@@ -284,28 +281,8 @@ async def test_context_trim_and_reasoning_params(
 
 @contextmanager
 def _serve(app: Starlette) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, loop="asyncio", log_config=None, access_log=False, lifespan="on"
-        )
-    )
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-    )
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_url(app) as origin:
+        yield f"{origin}/v1"
 
 
 def test_openai_sdk_sees_budget_refusal_and_rule(
