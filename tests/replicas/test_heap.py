@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from replica_helpers import MixrouteProcess, chat, config_dict, write_config
@@ -45,17 +48,29 @@ def test_zero_leaves_the_collector_alone() -> None:
     assert out == "True 0"
 
 
-def test_serve_settles_at_start_and_again_after_a_reload(
-    tmp_path: Path, urls: dict[str, str]
-) -> None:
+@contextmanager
+def _serving(
+    tmp_path: Path, urls: dict[str, str], **server: Any
+) -> Iterator[tuple[MixrouteProcess, dict[str, Any]]]:
+    """``mixroute serve`` with ``server`` settings, settled once; its raw config."""
     raw = config_dict(urls, tmp_path / "usage.sqlite")
-    raw["server"]["gc_young_threshold"] = 40_000
+    raw["server"].update(server)
     proc = MixrouteProcess(
         write_config(tmp_path / "mixroute.yaml", raw), tmp_path / "log"
     )
     proc.start()
     try:
-        log = proc.wait_log("garbage collector:")
+        proc.wait_log("garbage collector:")
+        yield proc, raw
+    finally:
+        proc.stop()
+
+
+def test_serve_settles_at_start_and_again_after_a_reload(
+    tmp_path: Path, urls: dict[str, str]
+) -> None:
+    with _serving(tmp_path, urls, gc_young_threshold=40_000) as (proc, raw):
+        log = proc.log()
         ((frozen, every),) = SETTLED.findall(log)
         assert int(frozen) > 10_000 and every == "40000"
         assert chat(proc.url, "hi").status_code == 200
@@ -68,8 +83,6 @@ def test_serve_settles_at_start_and_again_after_a_reload(
         # Applied at once, so not reported as waiting for a restart.
         assert "next restart" not in log
         assert chat(proc.url, "hi again").status_code == 200
-    finally:
-        proc.stop()
 
 
 def test_zero_after_settling_gives_python_its_collector_back() -> None:
@@ -88,19 +101,11 @@ def test_zero_after_settling_gives_python_its_collector_back() -> None:
 def test_a_reload_to_zero_restores_python_s_collector(
     tmp_path: Path, urls: dict[str, str]
 ) -> None:
-    raw = config_dict(urls, tmp_path / "usage.sqlite")
-    proc = MixrouteProcess(
-        write_config(tmp_path / "mixroute.yaml", raw), tmp_path / "log"
-    )
-    proc.start()
-    try:
-        proc.wait_log("garbage collector:")
+    with _serving(tmp_path, urls) as (proc, raw):
         raw["server"]["gc_young_threshold"] = 0
         write_config(proc.config, raw)
         proc.wait_log("garbage collector: Python's settings restored", timeout=20)
         assert chat(proc.url, "hi").status_code == 200
-    finally:
-        proc.stop()
 
 
 @pytest.mark.parametrize("bad", [-1, "many", 2**31])
