@@ -256,25 +256,23 @@ class Gateway:
     async def prepared_body(
         self, ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        """``body_for``, off the event loop when it has to condense a history."""
+        """``body`` for one candidate: the policy's provider parameters and, when
+        the model cannot hold the whole history, the condensed history (that
+        tokenizes, so it runs off the event loop)."""
         if self.engine is None or ctx.decision is None:
             return body
         if self._fits_whole(ctx, model, body):
-            return self.body_for(ctx, model, body)
-        return await self.off_loop(self.body_for, ctx, model, body)
+            # Trimming would keep every message: only the provider parameters.
+            out, _ = body_for_model(
+                self.engine, ctx.decision, model.name, body, trim=False
+            )
+            return out
+        return await self.off_loop(self._condensed, ctx, model, body)
 
-    def body_for(
+    def _condensed(
         self, ctx: RequestContext, model: ModelConfig, body: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        """``body`` for one candidate: reasoning parameters, condensed history."""
-        if self.engine is None or ctx.decision is None:
-            return body
-        if self._fits_whole(ctx, model, body):
-            # Trimming would keep every message: skip tokenizing the history on
-            # the event loop and apply only the policy's provider parameters.
-            params = self.engine.provider_params(ctx.decision, model.name)
-            extra = {k: v for k, v in params.items() if k not in body}
-            return {**body, **extra} if extra else body
+        assert self.engine is not None and ctx.decision is not None
         out, ctx.context_trimmed = body_for_model(
             self.engine, ctx.decision, model.name, body
         )

@@ -265,8 +265,7 @@ class PolicyEngine:
         )
 
     async def _counted(self, req: PolicyRequest) -> PolicyRequest:
-        if self._counted_enough(req):
-            return req
+        # The exact count, for a request ``_counted_enough`` turned down.
         if req.prompt_tokens > _INLINE_COUNT:
             return await asyncio.to_thread(req.exact)
         return req.exact()

@@ -55,10 +55,13 @@ def body_for_model(
     decision: RoutingDecision,
     model: str,
     body: Mapping[str, Any],
+    *,
+    trim: bool = True,
 ) -> tuple[Mapping[str, Any], bool]:
     """``body`` as ``model`` should receive it, and whether history was trimmed.
 
-    Reasoning parameters the client set itself are left alone.
+    Reasoning parameters the client set itself are left alone. ``trim=False``
+    skips condensing the history (the caller knows the model holds it all).
     """
     out: dict[str, Any] | None = None
     params = engine.provider_params(decision, model)
@@ -68,7 +71,7 @@ def body_for_model(
             out[key] = value
     trimmed = False
     messages = body.get("messages")
-    if isinstance(messages, list) and engine.config.policies.context.trim:
+    if trim and isinstance(messages, list) and engine.config.policies.context.trim:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         fitted, trimmed = engine.prepare_messages(
             model, messages, max_tokens if isinstance(max_tokens, int) else None
