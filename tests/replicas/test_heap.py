@@ -84,6 +84,12 @@ def test_serve_settles_at_start_and_again_after_a_reload(
         assert "next restart" not in log
         assert chat(proc.url, "hi again").status_code == 200
 
+        # A listener setting does wait for one, and says which.
+        raw["server"]["shutdown_timeout_s"] = 7
+        write_config(proc.config, raw)
+        log = proc.wait_log("take effect at the next restart", timeout=20)
+        assert "server.shutdown_timeout_s setting(s) changed" in log
+
 
 def test_zero_after_settling_gives_python_its_collector_back() -> None:
     # A reload to 0: what an earlier settle froze (the start-up gateway, which

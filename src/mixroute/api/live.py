@@ -46,16 +46,24 @@ from .gateway import Gateway
 from .wire import Receive, Scope, Send
 
 log = logging.getLogger("mixroute.reload")
-# Sections read once at start: the state store, cache and listener outlive a
-# reload, so a change to them needs a restart.
-_START_ONLY = ("state", "cache", "server")
+# Settings read once at start: the state store, cache, listener and ledger
+# outlive a reload, so a change to them needs a restart. The rest of
+# ``server`` is read again by the gateway a reload builds.
+_START_ONLY = (
+    "state",
+    "cache",
+    "server.host",
+    "server.port",
+    "server.ledger_path",
+    "server.shutdown_timeout_s",
+    "server.reload_poll_s",
+)
 
 
-def _start_only(config: MixrouteConfig, section: str) -> Any:
-    # The collector's threshold is applied at every reload (``heap.settle``).
-    value = getattr(config, section)
-    if section == "server":
-        return value.model_copy(update={"gc_young_threshold": 0})
+def _setting(config: MixrouteConfig, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
     return value
 
 
@@ -296,13 +304,11 @@ class LiveApp:
             len(config.routes),
         )
         changed = [
-            s
-            for s in _START_ONLY
-            if _start_only(config, s) != _start_only(old.config, s)
+            p for p in _START_ONLY if _setting(config, p) != _setting(old.config, p)
         ]
         if changed:
             log.warning(
-                "The %s section(s) changed; they take effect at the next restart",
+                "The %s setting(s) changed; they take effect at the next restart",
                 ", ".join(changed),
             )
         self._spawn(self._retire(old))
