@@ -111,9 +111,8 @@ class Metrics:
         # than the rest of the accounting.
         self._series: dict[tuple[str, str, str, str], _Series] = {}
         # Classification times likewise: bucket counts, then their sum.
-        self._classify = [0] * (len(CLASSIFY_BUCKETS) + 1)
-        self._classify_sum = [0.0]
-        r.register(_RequestCollector(self._series, self._classify, self._classify_sum))
+        self._classify = _Counts([0] * (len(CLASSIFY_BUCKETS) + 1))
+        r.register(_RequestCollector(self._series, self._classify))
 
     # labels ----------------------------------------------------------------
 
@@ -178,8 +177,8 @@ class Metrics:
         c.baseline += row.baseline_cost_usd
         if classify_ms is not None:
             seconds = classify_ms / 1000.0
-            self._classify[bisect_left(CLASSIFY_BUCKETS, seconds)] += 1
-            self._classify_sum[0] += seconds
+            self._classify.counts[bisect_left(CLASSIFY_BUCKETS, seconds)] += 1
+            self._classify.total += seconds
         if "," in row.models_tried:
             tried = [m for m in row.models_tried.split(",") if m]
             for a, b in itertools.pairwise(tried):
@@ -211,6 +210,15 @@ class _Series:
     baseline: float = 0.0
 
 
+@dataclass(slots=True)
+class _Counts:
+    """One unlabelled histogram: counts per bucket (the last one past the
+    largest bound, not cumulative) and the sum of the values."""
+
+    counts: list[int]
+    total: float = 0.0
+
+
 def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
     """Cumulative ``(le, count)`` pairs in the exposition format."""
     out = []
@@ -226,12 +234,10 @@ class _RequestCollector(Collector):
     def __init__(
         self,
         series: dict[tuple[str, str, str, str], _Series],
-        classify: list[int],
-        classify_sum: list[float],
+        classify: _Counts,
     ) -> None:
         self.series = series
         self.classify = classify
-        self.classify_sum = classify_sum
 
     def collect(self) -> Iterator[Metric]:
         # A snapshot: the event loop may add records while this runs.
@@ -256,7 +262,7 @@ class _RequestCollector(Collector):
             "Time the classifier took for one prompt.",
             [],
             CLASSIFY_BUCKETS,
-            {(): (list(self.classify), list(self.classify_sum))},
+            {(): (list(self.classify.counts), [self.classify.total])},
         )
         yield _counter(
             "mixroute_requests",
