@@ -147,12 +147,7 @@ class RouterClassifier:
             return None
         started = time.perf_counter()
         last, context = textmod.messages_text(messages)
-        key = self._key(last, context)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-        return None if hit is None else _with_latency(hit, started)
+        return self._hit(self._key(last, context), started)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 rows: the encoder's, or hashed TF-IDF on ``tfidf``."""
@@ -165,16 +160,21 @@ class RouterClassifier:
 
     # ----- internals ----------------------------------------------------------
 
+    def _hit(self, key: str, started: float) -> Classification | None:
+        # The cached classification under ``key``, now most recently used.
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        return None if hit is None else _with_latency(hit, started)
+
     def _cached(self, text: str, context: str) -> Classification:
         started = time.perf_counter()
         key = self._key(text, context)
         if self.settings.cache_size:
-            with self._lock:
-                hit = self._cache.get(key)
-                if hit is not None:
-                    self._cache.move_to_end(key)
+            hit = self._hit(key, started)
             if hit is not None:
-                return _with_latency(hit, started)
+                return hit
         result = self._classify(text, context)
         if self.settings.cache_size:
             with self._lock:
