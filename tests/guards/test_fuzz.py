@@ -12,17 +12,14 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from guard_helpers import cloud_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
-from mixroute.config import parse_config
 from servers import in_process
 
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
@@ -82,23 +79,6 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-def _config(ledger: Path, url: str) -> Any:
-    raw = {
-        "version": 1,
-        "models": [{"name": "cloud", "base_url": url, "max_retries": 0}],
-        "routes": [
-            {"name": "code", "candidates": ["cloud"], "utterances": ["python"]},
-            {"name": "chat", "candidates": ["cloud"], "utterances": ["hello"]},
-        ],
-        "classifier": {"backend": "tfidf", "head": None},
-        "policies": {"default_model": "cloud"},
-        "server": {"ledger_path": str(ledger), "max_body_bytes": 4096},
-        "guards": {"pii": "redact", "restore_pii": True},
-        "auth": {"mode": "off"},
-    }
-    return parse_config(yaml.safe_dump(raw), env={})
-
-
 @settings(
     max_examples=30,
     deadline=None,
@@ -112,7 +92,8 @@ def test_random_bodies_never_cause_a_5xx_or_a_lost_ledger_row(
 ) -> None:
     ledger = tmp_path_factory.mktemp("fuzz") / "ledger.sqlite"
     app = create_app(
-        _config(ledger, upstream.base_url), classifier=StubClassifier(("code", "chat"))
+        cloud_config(ledger, upstream.base_url, max_body_bytes=4096),
+        classifier=StubClassifier(("code", "chat")),
     )
 
     async def run() -> None:

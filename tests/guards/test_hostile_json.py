@@ -6,14 +6,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from guard_helpers import cloud_config
 
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
-from mixroute.config import parse_config
 from servers import in_process
 
 CHAT = "/v1/chat/completions"
@@ -31,28 +29,13 @@ def upstream() -> Iterator[FakeUpstream]:
         yield fake
 
 
-def _config(ledger: Path, url: str) -> Any:
-    raw = {
-        "version": 1,
-        "models": [{"name": "cloud", "base_url": url, "max_retries": 0}],
-        "routes": [
-            {"name": "chat", "candidates": ["cloud"], "utterances": ["hello"]},
-        ],
-        "classifier": {"backend": "tfidf", "head": None},
-        "policies": {"default_model": "cloud"},
-        "server": {"ledger_path": str(ledger)},
-        "guards": {"pii": "redact", "restore_pii": True},
-        "auth": {"mode": "off"},
-    }
-    return parse_config(yaml.safe_dump(raw), env={})
-
-
 async def test_hostile_json_is_400_behind_the_guards(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
     ledger = tmp_path / "ledger.sqlite"
     app = create_app(
-        _config(ledger, upstream.base_url), classifier=StubClassifier(("chat",))
+        cloud_config(ledger, upstream.base_url, ("chat",)),
+        classifier=StubClassifier(("chat",)),
     )
     async with in_process(app) as client:
         for _ in range(2):

@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-import yaml
+from guard_helpers import cloud_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from fakes import FakeUpstream, StubClassifier
 from mixroute.api.app import create_app
-from mixroute.config import parse_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 from gateway_kit import Served, serve, wait_rows
@@ -34,27 +33,12 @@ COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 EXAMPLES = 25
 
 
-def _config(ledger: Path, url: str) -> Any:
-    raw = {
-        "version": 1,
-        "models": [{"name": "cloud", "base_url": url, "max_retries": 0}],
-        "routes": [
-            {"name": "code", "candidates": ["cloud"], "utterances": ["python"]},
-            {"name": "chat", "candidates": ["cloud"], "utterances": ["hello"]},
-        ],
-        "classifier": {"backend": "tfidf", "head": None},
-        "policies": {"default_model": "cloud"},
-        "server": {"ledger_path": str(ledger), "max_body_bytes": 16384},
-        "guards": {"pii": "redact", "restore_pii": True},
-        "auth": {"mode": "off"},
-    }
-    return parse_config(yaml.safe_dump(raw), env={})
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     with FakeUpstream("cloud") as upstream:
-        config = _config(tmp_path / "ledger.sqlite", upstream.base_url)
+        config = cloud_config(
+            tmp_path / "ledger.sqlite", upstream.base_url, max_body_bytes=16384
+        )
         app = create_app(config, classifier=StubClassifier(("code", "chat")))
         with serve(app) as server:
             yield server
